@@ -1,0 +1,2 @@
+// mira_hpc entry point.
+int main() { return 0; }
