@@ -1,0 +1,92 @@
+// The one validated configuration of a run. Filled only by config_load (INI file + command line,
+// src/app/config_load.cpp) from the key table in config_schema.cpp; no other code parses strings.
+// Every field's default, range and help text live in that table (`mira_hpc --help` prints it).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/log.h"
+
+namespace mira {
+
+enum class Command { TRAIN, PRETRAIN, INSPECT, EXPORT };
+enum class Algorithm { MIRA, FEDIT, LOCAL };
+enum class BackendKind { AUTO, CPU, CUDA };
+enum class OptimizerKind { ADAM, ADAMW };
+enum class LocalMode { EPOCHS, STEPS };
+enum class NeighbourMode { SAMPLED, ALL_LATEST };
+enum class GraphKind { RANDOM, TASK, RING, KNN, COMPLETE, FILE };
+
+struct GraphSpec {
+  GraphKind kind = GraphKind::RANDOM;
+  int knn_k = 0;         // kind KNN: neighbours kept per client
+  std::string path;      // kind FILE: CSV of K x K weights
+};
+
+struct Config {
+  Command command = Command::TRAIN;
+  bool dry_run = false;
+  std::string config_path;   // "" when no --config was given
+  std::string config_text;   // the INI file's text as read (for provenance)
+
+  struct Run {
+    Algorithm algorithm;
+    int rounds;
+    uint64_t seed;
+    int clients;             // 0 = the dataset's natural count, else the rank count
+    std::string output;      // run directory (metrics, checkpoints)
+    BackendKind backend;
+    int threads;             // per rank; 0 = automatic (threads.h)
+    LogLevel log_level;
+    int fail_on_rank;        // test-only: this rank throws an internal error at start (-1 = off)
+  } run;
+  struct Model {
+    std::string preset;      // used when path is empty
+    std::string path;        // Hugging Face model folder (config.json + model.safetensors)
+  } model;
+  struct Lora {
+    int rank;
+    double alpha;
+    double dropout;
+    std::vector<std::string> targets;  // PEFT-style suffixes: c_attn, c_proj, attn.c_proj, mlp.c_fc, mlp.c_proj
+  } lora;
+  struct Optim {
+    OptimizerKind kind;
+    double lr;
+    double weight_decay;
+    double grad_clip;        // max global grad norm; 0 = off
+    double beta1, beta2, eps;
+  } optim;
+  struct Train {
+    LocalMode mode;
+    int local_epochs;        // R in epochs mode
+    int local_steps;         // R in steps mode
+    int batch_size;
+    int max_length;          // tokens per example (prompt truncated from the left)
+  } train;
+  struct Federation {
+    double sample_fraction;  // f: m = max(1, round(f*K)) clients per round
+    GraphSpec graph;
+    uint64_t graph_seed;
+  } federation;
+  struct Mira {
+    double lambda;
+    double eta;              // < 0: derived (lr * R in epochs mode, lr * steps in steps mode)
+    NeighbourMode neighbours;
+  } mira;
+  struct Eval {
+    int every;               // evaluate every N rounds (and after the last)
+  } eval;
+
+  // Where each key's value came from: "file.ini:12", "command line" or "default".
+  std::map<std::string, std::string> origin;
+};
+
+// Names used in messages and the resolved-config dump.
+const char* command_name(Command c);
+const char* algorithm_name(Algorithm a);
+std::string graph_spec_text(const GraphSpec& g);
+
+}  // namespace mira

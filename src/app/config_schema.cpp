@@ -1,0 +1,393 @@
+// Every configuration key of mira_hpc (see config_schema.h). Defaults marked "authors' code" come
+// from the MIRA authors' code (../shared/MIRA.md), not from the paper, which gives no values.
+#include "app/config_schema.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+
+#include "runtime/error.h"
+
+namespace mira {
+
+long long config_parse_int(const std::string& text, long long lo, long long hi) {
+  const std::string range = lo == hi ? std::to_string(lo)
+                            : hi == std::numeric_limits<long long>::max()
+                                ? ">= " + std::to_string(lo)
+                                : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) throw ConfigValueError("an integer " + range);
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno == ERANGE || end == text.c_str() || *end != '\0') throw ConfigValueError("an integer " + range);
+  if (v < lo || v > hi) throw ConfigValueError("an integer " + range);
+  return v;
+}
+
+static uint64_t parse_u64(const std::string& text) {
+  if (text.empty() || text[0] == '-') throw ConfigValueError("a non-negative integer below 2^64");
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (errno == ERANGE || end == text.c_str() || *end != '\0') throw ConfigValueError("a non-negative integer below 2^64");
+  return v;
+}
+
+static std::string number_text(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  std::string s = os.str();
+  // Shortest text that reads back to the same double.
+  for (int p = 1; p <= 17; ++p) {
+    std::ostringstream t;
+    t.precision(p);
+    t << v;
+    if (std::strtod(t.str().c_str(), nullptr) == v) return t.str();
+  }
+  return s;
+}
+
+double config_parse_double(const std::string& text, double lo, double hi) {
+  std::string range = "a number in [" + number_text(lo) + ", " + number_text(hi) + "]";
+  if (hi == std::numeric_limits<double>::max()) range = "a number >= " + number_text(lo);
+  if (text.empty()) throw ConfigValueError(range);
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (errno == ERANGE || end == text.c_str() || *end != '\0' || !std::isfinite(v)) throw ConfigValueError(range);
+  if (v < lo || v > hi) throw ConfigValueError(range);
+  return v;
+}
+
+bool config_parse_bool(const std::string& text) {
+  if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
+  if (text == "false" || text == "0" || text == "no" || text == "off") return false;
+  throw ConfigValueError("true or false");
+}
+
+namespace {
+
+
+ConfigKey key_int(const char* sec, const char* name, long long def, long long lo, long long hi, const char* help,
+                  std::function<int&(Config&)> ref) {
+  ConfigKey k{sec, name, "", std::to_string(def), help, nullptr, nullptr};
+  try {
+    config_parse_int("", lo, hi);
+  } catch (const ConfigValueError& e) {
+    k.allowed = e.what();
+  }
+  k.set = [=](Config& c, const std::string& v) { ref(c) = static_cast<int>(config_parse_int(v, lo, hi)); };
+  k.get = [=](const Config& c) { return std::to_string(ref(const_cast<Config&>(c))); };
+  return k;
+}
+
+ConfigKey key_u64(const char* sec, const char* name, uint64_t def, const char* help,
+                  std::function<uint64_t&(Config&)> ref) {
+  ConfigKey k{sec, name, "a non-negative integer below 2^64", std::to_string(def), help, nullptr, nullptr};
+  k.set = [=](Config& c, const std::string& v) { ref(c) = parse_u64(v); };
+  k.get = [=](const Config& c) { return std::to_string(ref(const_cast<Config&>(c))); };
+  return k;
+}
+
+ConfigKey key_double(const char* sec, const char* name, double def, double lo, double hi, const char* help,
+                     std::function<double&(Config&)> ref) {
+  ConfigKey k{sec, name, "", number_text(def), help, nullptr, nullptr};
+  try {
+    config_parse_double("", lo, hi);
+  } catch (const ConfigValueError& e) {
+    k.allowed = e.what();
+  }
+  k.set = [=](Config& c, const std::string& v) { ref(c) = config_parse_double(v, lo, hi); };
+  k.get = [=](const Config& c) { return number_text(ref(const_cast<Config&>(c))); };
+  return k;
+}
+
+ConfigKey key_string(const char* sec, const char* name, const char* def, const char* allowed, const char* help,
+                     std::function<std::string&(Config&)> ref, bool may_be_empty = true) {
+  ConfigKey k{sec, name, allowed, def, help, nullptr, nullptr};
+  k.set = [=](Config& c, const std::string& v) {
+    if (!may_be_empty && v.empty()) throw ConfigValueError(allowed);
+    ref(c) = v;
+  };
+  k.get = [=](const Config& c) { return ref(const_cast<Config&>(c)); };
+  return k;
+}
+
+template <typename E>
+ConfigKey key_enum(const char* sec, const char* name, const char* def,
+                   std::vector<std::pair<std::string, E>> values, const char* help, std::function<E&(Config&)> ref) {
+  std::string allowed;
+  for (const auto& [n, e] : values) allowed += (allowed.empty() ? "" : " | ") + n;
+  ConfigKey k{sec, name, "one of " + allowed, def, help, nullptr, nullptr};
+  k.set = [=](Config& c, const std::string& v) {
+    for (const auto& [n, e] : values)
+      if (n == v) {
+        ref(c) = e;
+        return;
+      }
+    throw ConfigValueError("one of " + allowed);
+  };
+  k.get = [=](const Config& c) {
+    for (const auto& [n, e] : values)
+      if (e == ref(const_cast<Config&>(c))) return n;
+    return std::string("?");
+  };
+  return k;
+}
+
+std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char ch : v + ",") {
+    if (ch == ',') {
+      size_t b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t");
+      out.push_back(b == std::string::npos ? "" : cur.substr(b, e - b + 1));
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  return out;
+}
+
+GraphSpec parse_graph(const std::string& v) {
+  const char* allowed = "random | task | ring | complete | knn:K (K >= 1) | file:PATH";
+  GraphSpec g;
+  if (v == "random") g.kind = GraphKind::RANDOM;
+  else if (v == "task") g.kind = GraphKind::TASK;
+  else if (v == "ring") g.kind = GraphKind::RING;
+  else if (v == "complete") g.kind = GraphKind::COMPLETE;
+  else if (v.rfind("knn:", 0) == 0) {
+    g.kind = GraphKind::KNN;
+    try {
+      g.knn_k = static_cast<int>(config_parse_int(v.substr(4), 1, 1 << 20));
+    } catch (const ConfigValueError&) {
+      throw ConfigValueError(allowed);
+    }
+  } else if (v.rfind("file:", 0) == 0 && v.size() > 5) {
+    g.kind = GraphKind::FILE;
+    g.path = v.substr(5);
+  } else {
+    throw ConfigValueError(allowed);
+  }
+  return g;
+}
+
+std::vector<ConfigKey> build_keys() {
+  constexpr double HUGE_D = std::numeric_limits<double>::max();
+  std::vector<ConfigKey> keys;
+  // [run]
+  keys.push_back(key_enum<Algorithm>("run", "algorithm", "mira",
+      {{"mira", Algorithm::MIRA}, {"fedit", Algorithm::FEDIT}, {"local", Algorithm::LOCAL}},
+      "mira: graph-regularised personal adapters (MIRA eq. 8); fedit: FedAvg of LoRA A and B; local: no exchange",
+      [](Config& c) -> Algorithm& { return c.run.algorithm; }));
+  keys.push_back(key_int("run", "rounds", 10, 1, 1000000, "federated rounds T",
+                         [](Config& c) -> int& { return c.run.rounds; }));
+  keys.push_back(key_u64("run", "seed", 1234, "seed of every random stream (data, sampling, LoRA init, dropout)",
+                         [](Config& c) -> uint64_t& { return c.run.seed; }));
+  keys.push_back(key_int("run", "clients", 0, 0, 1000000,
+                         "number of clients K; 0 = the dataset's natural count, else the rank count",
+                         [](Config& c) -> int& { return c.run.clients; }));
+  keys.push_back(key_string("run", "output", "runs/mira", "a directory path",
+                            "run directory: metrics, checkpoints, logs",
+                            [](Config& c) -> std::string& { return c.run.output; }, false));
+  keys.push_back(key_enum<BackendKind>("run", "backend", "auto",
+      {{"auto", BackendKind::AUTO}, {"cpu", BackendKind::CPU}, {"cuda", BackendKind::CUDA}},
+      "compute backend; auto = cuda when a device is usable, else cpu",
+      [](Config& c) -> BackendKind& { return c.run.backend; }));
+  keys.push_back(key_int("run", "threads", 0, 0, 4096,
+                         "threads per rank; 0 = SLURM_CPUS_PER_TASK, else cores / ranks per host",
+                         [](Config& c) -> int& { return c.run.threads; }));
+  keys.push_back(key_enum<LogLevel>("run", "log_level", "info",
+      {{"error", LogLevel::ERROR}, {"warn", LogLevel::WARN}, {"info", LogLevel::INFO}, {"debug", LogLevel::DEBUG}},
+      "rank-0 log verbosity (also --log-level)", [](Config& c) -> LogLevel& { return c.run.log_level; }));
+  keys.push_back(key_int("run", "fail_on_rank", -1, -1, 1 << 20,
+                         "testing only: this rank raises an internal fault at start-up (-1 = off)",
+                         [](Config& c) -> int& { return c.run.fail_on_rank; }));
+  // [model]
+  keys.push_back(key_string("model", "preset", "tiny", "tiny | gpt2-124m-shape",
+                            "base model initialised from the seed, used when model.path is empty",
+                            [](Config& c) -> std::string& { return c.model.preset; }, false));
+  keys.push_back(key_string("model", "path", "", "a Hugging Face GPT-2 folder (config.json + model.safetensors)",
+                            "pre-trained base model; empty = model.preset",
+                            [](Config& c) -> std::string& { return c.model.path; }));
+  // [lora]
+  keys.push_back(key_int("lora", "rank", 16, 1, 4096, "LoRA rank r (paper: 16)",
+                         [](Config& c) -> int& { return c.lora.rank; }));
+  keys.push_back(key_double("lora", "alpha", 8, 1e-12, HUGE_D, "LoRA alpha; scale = alpha / r (authors' code: 8)",
+                            [](Config& c) -> double& { return c.lora.alpha; }));
+  keys.push_back(key_double("lora", "dropout", 0.05, 0, 0.999, "dropout on the LoRA input (authors' code: 0.05)",
+                            [](Config& c) -> double& { return c.lora.dropout; }));
+  {
+    ConfigKey k{"lora", "targets", "comma list of c_attn, c_proj, attn.c_proj, mlp.c_fc, mlp.c_proj",
+                "c_attn,c_proj",
+                "LoRA target modules, PEFT suffix matching: c_proj = attn.c_proj + mlp.c_proj (authors' code)",
+                nullptr, nullptr};
+    k.set = [](Config& c, const std::string& v) {
+      static const std::vector<std::string> ok = {"c_attn", "c_proj", "attn.c_proj", "mlp.c_fc", "mlp.c_proj", "c_fc"};
+      auto items = split_list(v);
+      for (const auto& t : items) {
+        if (t.empty()) throw ConfigValueError("a comma list of module names without empty entries");
+        bool found = false;
+        for (const auto& o : ok) found = found || o == t;
+        if (!found) throw ConfigValueError("a comma list of c_attn, c_proj, attn.c_proj, mlp.c_fc (or c_fc), mlp.c_proj");
+      }
+      c.lora.targets = items;
+    };
+    k.get = [](const Config& c) {
+      std::string s;
+      for (const auto& t : c.lora.targets) s += (s.empty() ? "" : ",") + t;
+      return s;
+    };
+    keys.push_back(k);
+  }
+  // [optim]
+  keys.push_back(key_enum<OptimizerKind>("optim", "name", "adam",
+      {{"adam", OptimizerKind::ADAM}, {"adamw", OptimizerKind::ADAMW}},
+      "local optimiser, as torch defines it (authors' code: Adam, re-created every round)",
+      [](Config& c) -> OptimizerKind& { return c.optim.kind; }));
+  keys.push_back(key_double("optim", "lr", 3e-4, 0, 10, "learning rate (authors' code: 3e-4; GPT-2-large 3e-5)",
+                            [](Config& c) -> double& { return c.optim.lr; }));
+  keys.push_back(key_double("optim", "weight_decay", 0.01, 0, 10, "weight decay (authors' code: 1e-2)",
+                            [](Config& c) -> double& { return c.optim.weight_decay; }));
+  keys.push_back(key_double("optim", "grad_clip", 5.0, 0, HUGE_D, "max global gradient norm; 0 = off (authors' code: 5)",
+                            [](Config& c) -> double& { return c.optim.grad_clip; }));
+  keys.push_back(key_double("optim", "beta1", 0.9, 0, 0.999999, "Adam beta1",
+                            [](Config& c) -> double& { return c.optim.beta1; }));
+  keys.push_back(key_double("optim", "beta2", 0.999, 0, 0.999999, "Adam beta2",
+                            [](Config& c) -> double& { return c.optim.beta2; }));
+  keys.push_back(key_double("optim", "eps", 1e-8, 1e-30, 1, "Adam epsilon",
+                            [](Config& c) -> double& { return c.optim.eps; }));
+  // [train]
+  keys.push_back(key_enum<LocalMode>("train", "mode", "epochs",
+      {{"epochs", LocalMode::EPOCHS}, {"steps", LocalMode::STEPS}},
+      "local work per round: R epochs over the client's train split, or R optimiser steps",
+      [](Config& c) -> LocalMode& { return c.train.mode; }));
+  keys.push_back(key_int("train", "local_epochs", 5, 1, 100000, "R in epochs mode (authors' code: 5)",
+                         [](Config& c) -> int& { return c.train.local_epochs; }));
+  keys.push_back(key_int("train", "local_steps", 10, 1, 100000000, "R in steps mode",
+                         [](Config& c) -> int& { return c.train.local_steps; }));
+  keys.push_back(key_int("train", "batch_size", 8, 1, 65536, "examples per step (authors' code: 8)",
+                         [](Config& c) -> int& { return c.train.batch_size; }));
+  keys.push_back(key_int("train", "max_length", 1024, 2, 1 << 20,
+                         "tokens per example; longer prompts are cut from the left (authors' code: 1024)",
+                         [](Config& c) -> int& { return c.train.max_length; }));
+  // [federation]
+  keys.push_back(key_double("federation", "sample_fraction", 0.1, 1e-9, 1,
+                            "fraction f of clients sampled per round, m = max(1, round(f*K)) (paper: 10%)",
+                            [](Config& c) -> double& { return c.federation.sample_fraction; }));
+  {
+    ConfigKey k{"federation", "graph", "random | task | ring | complete | knn:K | file:PATH", "random",
+                "task-similarity graph: random is the paper's recipe; the others are extensions (docs/federation.md)",
+                nullptr, nullptr};
+    k.set = [](Config& c, const std::string& v) { c.federation.graph = parse_graph(v); };
+    k.get = [](const Config& c) { return graph_spec_text(c.federation.graph); };
+    keys.push_back(k);
+  }
+  keys.push_back(key_u64("federation", "graph_seed", 42, "seed of the random graph (authors' code: 42)",
+                         [](Config& c) -> uint64_t& { return c.federation.graph_seed; }));
+  // [mira]
+  keys.push_back(key_double("mira", "lambda", 0.5, 0, HUGE_D, "graph regulariser strength (authors' code: 0.5 for NI)",
+                            [](Config& c) -> double& { return c.mira.lambda; }));
+  keys.push_back(key_double("mira", "eta", -1, -1, HUGE_D,
+                            "server step size of eq. (8); -1 = derived: lr * R (authors' code)",
+                            [](Config& c) -> double& { return c.mira.eta; }));
+  keys.push_back(key_enum<NeighbourMode>("mira", "neighbours", "sampled",
+      {{"sampled", NeighbourMode::SAMPLED}, {"all-latest", NeighbourMode::ALL_LATEST}},
+      "neighbours in eq. (8): the sampled ones (authors' code) or every neighbour's latest adapter",
+      [](Config& c) -> NeighbourMode& { return c.mira.neighbours; }));
+  // [eval]
+  keys.push_back(key_int("eval", "every", 1, 1, 1000000, "evaluate every N rounds (and after the last)",
+                         [](Config& c) -> int& { return c.eval.every; }));
+  return keys;
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = build_keys();
+  return keys;
+}
+
+const ConfigKey* config_find_key(const std::string& full_name) {
+  for (const auto& k : config_keys())
+    if (k.full() == full_name) return &k;
+  return nullptr;
+}
+
+const std::vector<std::pair<std::string, std::string>>& config_sections() {
+  static const std::vector<std::pair<std::string, std::string>> s = {
+      {"run", "the run as a whole"},
+      {"model", "the frozen base model"},
+      {"lora", "the personal LoRA adapter of every client"},
+      {"optim", "the local optimiser"},
+      {"train", "local training of a sampled client"},
+      {"federation", "clients, sampling and the task graph"},
+      {"mira", "MIRA's graph step, eq. (8)"},
+      {"eval", "evaluation"},
+  };
+  return s;
+}
+
+void config_apply_defaults(Config& c) {
+  for (const auto& k : config_keys()) {
+    k.set(c, k.default_value);
+    c.origin[k.full()] = "default";
+  }
+}
+
+std::string config_to_ini(const Config& c, bool with_origins) {
+  std::string out;
+  std::string section;
+  for (const auto& k : config_keys()) {
+    if (k.section != section) {
+      out += (out.empty() ? "" : "\n") + std::string("[") + k.section + "]\n";
+      section = k.section;
+    }
+    out += k.name + " = " + k.get(c);
+    if (with_origins) {
+      auto it = c.origin.find(k.full());
+      if (it != c.origin.end() && it->second != "default") out += "    # " + it->second;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+const char* command_name(Command c) {
+  switch (c) {
+    case Command::TRAIN: return "train";
+    case Command::PRETRAIN: return "pretrain";
+    case Command::INSPECT: return "inspect";
+    case Command::EXPORT: return "export";
+  }
+  return "?";
+}
+
+const char* algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::MIRA: return "mira";
+    case Algorithm::FEDIT: return "fedit";
+    case Algorithm::LOCAL: return "local";
+  }
+  return "?";
+}
+
+std::string graph_spec_text(const GraphSpec& g) {
+  switch (g.kind) {
+    case GraphKind::RANDOM: return "random";
+    case GraphKind::TASK: return "task";
+    case GraphKind::RING: return "ring";
+    case GraphKind::COMPLETE: return "complete";
+    case GraphKind::KNN: return "knn:" + std::to_string(g.knn_k);
+    case GraphKind::FILE: return "file:" + g.path;
+  }
+  return "?";
+}
+
+}  // namespace mira
