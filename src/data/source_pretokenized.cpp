@@ -1,0 +1,170 @@
+// Pre-tokenised data in HDF5 (written by scripts/prepare_data.py) as a dataset source.
+// Layout (format "mira-pretokenized", version 1; docs/data.md):
+//   /tokens     int32 (total_tokens)   all examples' ids, concatenated
+//   /labels     uint8 (total_tokens)   1 = target token (trained), 0 = prompt
+//   /offsets    int64 (N + 1)          example i = tokens[offsets[i] .. offsets[i+1])
+//   /client     int32 (N)              client id of each example, 0 .. num_clients-1
+//   /split      uint8 (N), optional    0 = train, 1 = test; absent: split by the seed, 80/20
+//   /client_family int32 (num_clients), optional: task-family id per client (absent: 0)
+//   attributes on /: format, version, num_clients, vocab_size, eos_id; optional client_names (JSON
+//   list of task names) and tokenizer (informational)
+// The file is read whole on every rank (index arrays are small; tokens are 4 bytes each).
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "data/source.h"
+#include "runtime/check_hdf5.h"
+#include "runtime/error.h"
+
+namespace mira {
+namespace {
+
+// Owns one hid_t and closes it with the matching H5*close.
+struct H5Handle {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~H5Handle() {
+    if (id >= 0) close(id);
+  }
+};
+
+bool h5_has(hid_t file, const char* name) { return H5Lexists(file, name, H5P_DEFAULT) > 0; }
+
+template <typename T>
+std::vector<T> h5_read(hid_t file, const char* name, hid_t mem_type, const std::string& path) {
+  if (!h5_has(file, name)) throw UserError(path + ": missing dataset " + name + " (see docs/data.md)");
+  H5Handle ds{MIRA_CHECK_HDF5(H5Dopen2(file, name, H5P_DEFAULT)), H5Dclose};
+  H5Handle sp{MIRA_CHECK_HDF5(H5Dget_space(ds.id)), H5Sclose};
+  if (H5Sget_simple_extent_ndims(sp.id) != 1) throw UserError(path + ": dataset " + std::string(name) + " is not 1-D");
+  hsize_t n = 0;
+  MIRA_CHECK_HDF5(H5Sget_simple_extent_dims(sp.id, &n, nullptr));
+  std::vector<T> v(static_cast<size_t>(n));
+  if (n > 0) MIRA_CHECK_HDF5(H5Dread(ds.id, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
+  return v;
+}
+
+int64_t h5_attr_int(hid_t file, const char* name, const std::string& path) {
+  if (H5Aexists(file, name) <= 0) throw UserError(path + ": missing attribute " + std::string(name));
+  H5Handle a{MIRA_CHECK_HDF5(H5Aopen(file, name, H5P_DEFAULT)), H5Aclose};
+  long long v = 0;
+  MIRA_CHECK_HDF5(H5Aread(a.id, H5T_NATIVE_LLONG, &v));
+  return v;
+}
+
+std::string h5_attr_string(hid_t file, const char* name, const std::string& path) {
+  if (H5Aexists(file, name) <= 0) throw UserError(path + ": missing attribute " + std::string(name));
+  H5Handle a{MIRA_CHECK_HDF5(H5Aopen(file, name, H5P_DEFAULT)), H5Aclose};
+  H5Handle t{MIRA_CHECK_HDF5(H5Aget_type(a.id)), H5Tclose};
+  if (H5Tget_class(t.id) != H5T_STRING) throw UserError(path + ": attribute " + std::string(name) + " is not a string");
+  if (H5Tis_variable_str(t.id) > 0) {
+    H5Handle mt{MIRA_CHECK_HDF5(H5Tcopy(H5T_C_S1)), H5Tclose};
+    MIRA_CHECK_HDF5(H5Tset_size(mt.id, H5T_VARIABLE));
+    MIRA_CHECK_HDF5(H5Tset_cset(mt.id, H5Tget_cset(t.id)));
+    char* s = nullptr;
+    MIRA_CHECK_HDF5(H5Aread(a.id, mt.id, &s));
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  const size_t n = H5Tget_size(t.id);
+  std::string out(n, '\0');
+  MIRA_CHECK_HDF5(H5Aread(a.id, t.id, out.data()));
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+}  // namespace
+
+SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>& needed) {
+  const std::string& path = opts.path;
+  if (!std::ifstream(path).good()) throw UserError("data.path = " + path + ": cannot open file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw UserError("data.path = " + path + ": not an HDF5 file");
+  H5Handle f{MIRA_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose};
+  if (h5_attr_string(f.id, "format", path) != "mira-pretokenized")
+    throw UserError(path + ": attribute format is not 'mira-pretokenized'");
+  const int64_t version = h5_attr_int(f.id, "version", path);
+  if (version != 1) throw UserError(path + ": format version " + std::to_string(version) + " (this build reads 1)");
+  const int64_t k_total = h5_attr_int(f.id, "num_clients", path);
+  const int64_t vocab = h5_attr_int(f.id, "vocab_size", path);
+  if (k_total < 1) throw UserError(path + ": num_clients must be >= 1");
+  const auto tokens = h5_read<int32_t>(f.id, "tokens", H5T_NATIVE_INT32, path);
+  const auto labels = h5_read<uint8_t>(f.id, "labels", H5T_NATIVE_UINT8, path);
+  const auto offsets = h5_read<int64_t>(f.id, "offsets", H5T_NATIVE_INT64, path);
+  const auto client = h5_read<int32_t>(f.id, "client", H5T_NATIVE_INT32, path);
+  const bool has_split = h5_has(f.id, "split");
+  const auto split = has_split ? h5_read<uint8_t>(f.id, "split", H5T_NATIVE_UINT8, path) : std::vector<uint8_t>();
+  const auto family = h5_has(f.id, "client_family")
+                          ? h5_read<int32_t>(f.id, "client_family", H5T_NATIVE_INT32, path)
+                          : std::vector<int32_t>(static_cast<size_t>(k_total), 0);
+  const size_t n = client.size();
+  if (labels.size() != tokens.size()) throw UserError(path + ": /labels and /tokens differ in length");
+  if (offsets.size() != n + 1 || offsets.front() != 0 || offsets.back() != static_cast<int64_t>(tokens.size()))
+    throw UserError(path + ": /offsets must have N+1 entries from 0 to the token count");
+  if (has_split && split.size() != n) throw UserError(path + ": /split and /client differ in length");
+  if (static_cast<int64_t>(family.size()) != k_total) throw UserError(path + ": /client_family needs num_clients entries");
+  if (opts.num_clients > 0 && opts.num_clients != k_total)
+    throw UserError("data.num_clients = " + std::to_string(opts.num_clients) + " but " + path + " holds " +
+                    std::to_string(k_total) + " clients");
+
+  // Optional attribute client_names: a JSON list of task names (prepare_data.py writes it).
+  std::vector<std::string> names;
+  if (H5Aexists(f.id, "client_names") > 0) {
+    try {
+      names = nlohmann::json::parse(h5_attr_string(f.id, "client_names", path)).get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception&) {
+      throw UserError(path + ": attribute client_names is not a JSON list of strings");
+    }
+  }
+  SourceData d;
+  const int32_t n_fam = family.empty() ? 1 : *std::max_element(family.begin(), family.end()) + 1;
+  for (int32_t f2 = 0; f2 < n_fam; ++f2) d.family_names.push_back("family" + std::to_string(f2));
+  d.clients.resize(static_cast<size_t>(k_total));
+  std::vector<std::vector<TokenizedExample>> all(static_cast<size_t>(k_total)), tr(all.size()), te(all.size());
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t k = client[i];
+    if (k < 0 || k >= k_total)
+      throw UserError(path + ": /client[" + std::to_string(i) + "] = " + std::to_string(k) + " outside [0, num_clients)");
+    if (offsets[i + 1] <= offsets[i]) throw UserError(path + ": example " + std::to_string(i) + " is empty");
+    SourceClient& c = d.clients[k];
+    const bool is_test = has_split && split[i];
+    (is_test ? c.n_test : c.n_train) += 1;
+    if (!needed.count(k)) continue;
+    TokenizedExample ex;
+    ex.ids.assign(tokens.begin() + offsets[i], tokens.begin() + offsets[i + 1]);
+    ex.labels.assign(labels.begin() + offsets[i], labels.begin() + offsets[i + 1]);
+    for (int32_t id : ex.ids)
+      if (id < 0 || id >= vocab)
+        throw UserError(path + ": example " + std::to_string(i) + " has token id " + std::to_string(id) +
+                        " outside [0, vocab_size)");
+    if (std::find(ex.labels.begin(), ex.labels.end(), 1) == ex.labels.end())
+      throw UserError(path + ": example " + std::to_string(i) + " has no label-1 token (nothing to train on)");
+    (has_split ? (is_test ? te[k] : tr[k]) : all[k]).push_back(std::move(ex));
+  }
+  for (int64_t k = 0; k < k_total; ++k) {
+    SourceClient& c = d.clients[k];
+    c.task = k < static_cast<int64_t>(names.size()) ? names[k] : "client" + std::to_string(k);
+    c.family = family[k];
+    c.pretokenized = true;
+    if (!has_split) {
+      const int64_t nk = c.n_train;
+      c.n_train = source_train_count(nk, opts.train_fraction);
+      c.n_test = nk - c.n_train;
+    }
+    if (!needed.count(static_cast<int>(k))) continue;
+    if (has_split) {
+      c.train_tok = std::move(tr[k]);
+      c.test_tok = std::move(te[k]);
+    } else {
+      source_split(std::move(all[k]), opts.seed, static_cast<int>(k), opts.train_fraction, &c.train_tok, &c.test_tok);
+    }
+    c.loaded = true;
+  }
+  return d;
+}
+
+}  // namespace mira
