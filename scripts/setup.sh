@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages mira_hpc needs on Debian 12 (idempotent; quiet when all are present).
-# Run as root (or with sudo available). Extra package groups: MIRA_SETUP_SLURM=1 adds Slurm + munge.
+# Run as root (or with sudo available). Slurm + munge are for the Slurm tests (a local one-node
+# cluster, scripts/slurm-local.sh); MIRA_SETUP_SLURM=0 skips them.
 set -euo pipefail
 
 packages=(
@@ -11,8 +12,10 @@ packages=(
   libopenblas-openmp-dev                  # OpenBLAS, OpenMP build (agrees with our OpenMP threads)
   nlohmann-json3-dev libpcre2-dev         # JSON (config.json, tokenizer.json), GPT-2 pre-tokeniser regex
   libgtest-dev                            # GoogleTest
+  python3 python3-h5py python3-numpy python3-matplotlib  # scripts/analyze_checkpoint.py, test helpers
+  rsync                                   # scripts/device-bundle.sh and test helpers
 )
-if [ "${MIRA_SETUP_SLURM:-0}" = 1 ]; then
+if [ "${MIRA_SETUP_SLURM:-1}" = 1 ]; then
   packages+=(slurmctld slurmd slurm-client munge)
 fi
 

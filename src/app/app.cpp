@@ -1,6 +1,7 @@
 // app_main: configuration, threads, banner, dispatch, exit codes (see app.h).
 #include "app/app.h"
 
+#include <hdf5.h>
 #include <mpi.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/provenance.h"
+#include "runtime/signals.h"
 #include "runtime/threads.h"
 
 namespace mira {
@@ -19,6 +21,7 @@ namespace {
 
 void print_banner(const Config& c, const MpiEnv& env, const ThreadPlan& threads) {
   if (env.rank != 0 || log_level() < LogLevel::INFO) return;
+  if (c.command != Command::TRAIN && c.command != Command::PRETRAIN) return;  // tools stay quiet
   std::fprintf(stderr, "mira_hpc %s: %s\n", provenance_code_version().c_str(), command_name(c.command));
   for (const auto& [k, v] : provenance_run(env, threads)) {
     if (k == "code") continue;
@@ -54,6 +57,9 @@ int dispatch(const Config& c, const MpiEnv& env, const ThreadPlan& threads) {
 }  // namespace
 
 int app_main(const MpiEnv& env, const std::vector<std::string>& args) {
+  // HDF5's automatic error printer: off. Our checks carry HDF5's message instead, and with the
+  // printer on, HDF5 1.10.8 loops at exit after a refused (corrupt) file.
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   try {
     CliOutcome cli;
     // Rank 0 reads the INI file and broadcasts its text: every rank parses the same bytes and
@@ -65,6 +71,10 @@ int app_main(const MpiEnv& env, const std::vector<std::string>& args) {
     });
     if (cli.help) {
       if (env.rank == 0) std::printf("%s", config_help_text().c_str());
+      return EXIT_DONE;
+    }
+    if (cli.help_keys) {
+      if (env.rank == 0) std::printf("%s", config_keys_markdown().c_str());
       return EXIT_DONE;
     }
     if (cli.version) {
@@ -82,10 +92,11 @@ int app_main(const MpiEnv& env, const std::vector<std::string>& args) {
     print_banner(c, env, threads);
     if (c.dry_run) {
       print_dry_run(c, env, threads);
-      return EXIT_DONE;
+      if (c.command != Command::TRAIN) return EXIT_DONE;  // train adds its plan (data, model, graph)
     }
     if (c.run.fail_on_rank == env.rank)
       throw InternalError("forced failure for testing (run.fail_on_rank = " + std::to_string(env.rank) + ")");
+    signals_install();
     return dispatch(c, env, threads);
   } catch (const CollectiveUserError& e) {
     if (env.rank == 0) std::fprintf(stderr, "mira_hpc: error: %s\n", e.what());

@@ -7,23 +7,19 @@
 #include <string>
 #include <vector>
 
+#include "data/options.h"
+#include "fed/aggregate.h"
+#include "fed/graph.h"
+#include "model/optim.h"
 #include "runtime/log.h"
 
 namespace mira {
 
+// Algorithm, NeighbourMode (fed/aggregate.h), GraphSpec (fed/graph.h), OptimKind (model/optim.h)
+// and DataOptions (data/options.h) are the modules' own types; Config holds them directly.
 enum class Command { TRAIN, PRETRAIN, INSPECT, EXPORT };
-enum class Algorithm { MIRA, FEDIT, LOCAL };
 enum class BackendKind { AUTO, CPU, CUDA };
-enum class OptimizerKind { ADAM, ADAMW };
 enum class LocalMode { EPOCHS, STEPS };
-enum class NeighbourMode { SAMPLED, ALL_LATEST };
-enum class GraphKind { RANDOM, TASK, RING, KNN, COMPLETE, FILE };
-
-struct GraphSpec {
-  GraphKind kind = GraphKind::RANDOM;
-  int knn_k = 0;         // kind KNN: neighbours kept per client
-  std::string path;      // kind FILE: CSV of K x K weights
-};
 
 struct Config {
   Command command = Command::TRAIN;
@@ -41,6 +37,8 @@ struct Config {
     int threads;             // per rank; 0 = automatic (threads.h)
     LogLevel log_level;
     int fail_on_rank;        // test-only: this rank throws an internal error at start (-1 = off)
+    std::string resume;      // none | auto | latest | PATH (a checkpoint file or directory)
+    int wait_for_signal_after_round;  // test-only: wait for a stop signal after this round (-1 = off)
   } run;
   struct Model {
     std::string preset;      // used when path is empty
@@ -53,7 +51,7 @@ struct Config {
     std::vector<std::string> targets;  // PEFT-style suffixes: c_attn, c_proj, attn.c_proj, mlp.c_fc, mlp.c_proj
   } lora;
   struct Optim {
-    OptimizerKind kind;
+    OptimKind kind;
     double lr;
     double weight_decay;
     double grad_clip;        // max global grad norm; 0 = off
@@ -64,8 +62,8 @@ struct Config {
     int local_epochs;        // R in epochs mode
     int local_steps;         // R in steps mode
     int batch_size;
-    int max_length;          // tokens per example (prompt truncated from the left)
   } train;
+  DataOptions data;          // data.* keys (seed and num_clients come from run.seed / run.clients)
   struct Federation {
     double sample_fraction;  // f: m = max(1, round(f*K)) clients per round
     GraphSpec graph;
@@ -76,9 +74,26 @@ struct Config {
     double eta;              // < 0: derived (lr * R in epochs mode, lr * steps in steps mode)
     NeighbourMode neighbours;
   } mira;
+  struct Pretrain {
+    int steps;               // optimiser steps of full fine-tuning
+    double lr;
+    std::string out;         // HF folder to write; "" = <run.output>/base
+  } pretrain;
+  struct Checkpoint {
+    int every;               // write a checkpoint every N rounds (and after the last, and on a stop)
+    int keep;                // keep the newest N checkpoint files
+  } checkpoint;
   struct Eval {
     int every;               // evaluate every N rounds (and after the last)
   } eval;
+
+  // inspect / export (command-line only): the checkpoint (file, or directory with `latest`), the
+  // client to export and the output folder.
+  struct Tool {
+    std::string checkpoint;
+    int client = -1;
+    std::string out;
+  } tool;
 
   // Where each key's value came from: "file.ini:12", "command line" or "default".
   std::map<std::string, std::string> origin;
@@ -86,7 +101,6 @@ struct Config {
 
 // Names used in messages and the resolved-config dump.
 const char* command_name(Command c);
-const char* algorithm_name(Algorithm a);
 std::string graph_spec_text(const GraphSpec& g);
 
 }  // namespace mira

@@ -18,7 +18,9 @@ namespace mira {
 namespace {
 
 const char* kUsage =
-    "usage: mira_hpc [train|pretrain|inspect|export] [--config FILE.ini] [--section.key VALUE ...]\n"
+    "usage: mira_hpc [train|pretrain] [--config FILE.ini] [--section.key VALUE ...]\n"
+    "       mira_hpc inspect FILE.h5 | RUN/checkpoints\n"
+    "       mira_hpc export --checkpoint FILE.h5 --client K --out DIR\n"
     "       mira_hpc --help | --version\n"
     "\n"
     "Subcommands:\n"
@@ -36,9 +38,21 @@ po::options_description general_options() {
       ("config,c", po::value<std::string>()->value_name("FILE"), "INI configuration file")
       ("dry-run", "print the resolved configuration and the plan, then exit")
       ("log-level", po::value<std::string>()->value_name("LEVEL"), "same as --run.log_level")
+      ("resume", po::value<std::string>()->value_name("WHAT"), "same as --run.resume (auto | latest | PATH)")
       ("help,h", "print this help")
-      ("version", "print version, compiler and library versions");
+      ("version", "print version, compiler and library versions")
+      ("help-keys", "print every configuration key as a Markdown table (docs/configuration.md)");
   return general;
+}
+
+po::options_description tool_options() {
+  po::options_description tool("inspect / export options");
+  tool.add_options()
+      ("checkpoint", po::value<std::string>()->value_name("PATH"),
+       "checkpoint file, or a directory whose `latest` is used (inspect also takes it as its argument)")
+      ("client", po::value<int>()->value_name("K"), "export: the client whose adapter is written")
+      ("out", po::value<std::string>()->value_name("DIR"), "export: the PEFT folder to create");
+  return tool;
 }
 
 std::vector<po::options_description> section_options() {
@@ -106,9 +120,23 @@ std::string config_read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string config_keys_markdown() {
+  std::ostringstream os;
+  for (const auto& [sec, desc] : config_sections()) {
+    os << "\n### [" << sec << "]: " << desc << "\n\n| key | default | allowed | meaning |\n|---|---|---|---|\n";
+    for (const auto& k : config_keys()) {
+      if (k.section != sec) continue;
+      std::string allowed = k.allowed;
+      for (size_t p = 0; (p = allowed.find('|', p)) != std::string::npos; p += 2) allowed.replace(p, 1, "\\|");
+      os << "| `" << k.full() << "` | `" << k.default_value << "` | " << allowed << " | " << k.help << " |\n";
+    }
+  }
+  return os.str();
+}
+
 std::string config_help_text() {
   std::ostringstream os;
-  os << kUsage << "\n" << general_options() << "\n";
+  os << kUsage << "\n" << general_options() << "\n" << tool_options() << "\n";
   for (const auto& d : section_options()) os << d << "\n";
   os << "Exit codes: 0 done, 1 internal fault, 2 user error (bad configuration or input),\n"
         "            3 stopped on a signal after writing a checkpoint (resubmit with --resume auto).\n";
@@ -134,12 +162,16 @@ CliOutcome config_parse(const std::vector<std::string>& args_in, const FileReade
 
   po::options_description all;
   all.add(general_options());
+  all.add(tool_options());
+  all.add_options()("positional", po::value<std::vector<std::string>>(), "positional arguments");
+  po::positional_options_description positional;
+  positional.add("positional", -1);
   for (const auto& d : section_options()) all.add(d);
 
   po::variables_map vm;
   try {
     const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
-    po::parsed_options parsed = po::command_line_parser(args).options(all).style(style).run();
+    po::parsed_options parsed = po::command_line_parser(args).options(all).positional(positional).style(style).run();
     po::store(parsed, vm);
   } catch (const po::unknown_option& e) {
     std::string name = e.get_option_name();
@@ -152,7 +184,29 @@ CliOutcome config_parse(const std::vector<std::string>& args_in, const FileReade
   } catch (const po::error& e) {
     throw UserError(std::string("command line: ") + e.what());
   }
+  // inspect FILE takes its checkpoint as the one positional argument; nothing else takes any.
+  if (vm.count("positional")) {
+    const auto& pos = vm["positional"].as<std::vector<std::string>>();
+    if (c.command == Command::INSPECT && pos.size() == 1 && !vm.count("checkpoint")) {
+      c.tool.checkpoint = pos[0];
+    } else {
+      throw UserError("command line: unexpected argument '" + pos[c.command == Command::INSPECT && pos.size() > 1 ? 1 : 0] +
+                      "' (options are --section.key VALUE; mira_hpc --help lists them)");
+    }
+  }
+  if (vm.count("checkpoint")) c.tool.checkpoint = vm["checkpoint"].as<std::string>();
+  if (vm.count("client")) c.tool.client = vm["client"].as<int>();
+  if (vm.count("out")) c.tool.out = vm["out"].as<std::string>();
+  const bool is_tool = c.command == Command::INSPECT || c.command == Command::EXPORT;
+  if (!is_tool && (vm.count("checkpoint") || vm.count("client") || vm.count("out")))
+    throw UserError("command line: --checkpoint, --client and --out belong to the inspect and export subcommands");
+  if (c.command == Command::INSPECT && c.tool.checkpoint.empty())
+    throw UserError("command line: inspect needs a checkpoint: mira_hpc inspect FILE.h5 (or a run's checkpoints/ directory)");
+  if (c.command == Command::EXPORT && (c.tool.checkpoint.empty() || c.tool.client < 0 || c.tool.out.empty()))
+    throw UserError("command line: export needs --checkpoint FILE --client K (>= 0) --out DIR");
   out.help = vm.count("help") > 0;
+  out.help_keys = vm.count("help-keys") > 0;
+  if (out.help_keys) return out;
   out.version = vm.count("version") > 0;
   if (out.help || out.version) return out;
   c.dry_run = vm.count("dry-run") > 0;
@@ -185,6 +239,11 @@ CliOutcome config_parse(const std::vector<std::string>& args_in, const FileReade
       throw UserError("command line: --log-level and --run.log_level are the same key; give one");
     set_value(c, *config_find_key("run.log_level"), vm["log-level"].as<std::string>(), "command line");
   }
+  if (vm.count("resume")) {
+    if (!vm["run.resume"].defaulted())
+      throw UserError("command line: --resume and --run.resume are the same key; give one");
+    set_value(c, *config_find_key("run.resume"), vm["resume"].as<std::string>(), "command line");
+  }
   for (const auto& k : config_keys()) {
     auto it = vm.find(k.full());
     if (it == vm.end() || it->second.defaulted()) continue;
@@ -195,6 +254,14 @@ CliOutcome config_parse(const std::vector<std::string>& args_in, const FileReade
 }
 
 void config_validate(const Config& c) {
+  try {
+    c.data.validate();
+  } catch (const UserError& e) {  // name where the offending value came from
+    std::string msg = e.what();
+    for (const auto& [key, origin] : c.origin)
+      if (origin != "default" && msg.rfind(key, 0) == 0) throw UserError(origin + ": " + msg);
+    throw;
+  }
   auto where = [&](const std::string& key) {
     auto it = c.origin.find(key);
     return it == c.origin.end() ? std::string("config") : it->second;
@@ -214,9 +281,14 @@ void config_validate(const Config& c) {
   if (c.model.path.empty() && c.model.preset != "tiny" && c.model.preset != "gpt2-124m-shape")
     throw UserError(where("model.preset") + ": model.preset = '" + c.model.preset +
                     "': expected one of tiny | gpt2-124m-shape (or set model.path to a Hugging Face folder)");
-  if (c.command == Command::TRAIN && c.run.algorithm != Algorithm::MIRA && c.origin.at("mira.lambda") != "default")
-    throw UserError(where("mira.lambda") + ": mira.lambda is set but run.algorithm = " +
-                    algorithm_name(c.run.algorithm) + " does not use it (remove it or use run.algorithm = mira)");
+  // Compared with the default value, not with "was it given", so that a resolved dump (every key
+  // written out) reads back.
+  if (!c.model.path.empty() && c.model.preset != config_find_key("model.preset")->default_value)
+    throw UserError(where("model.preset") + ": model.preset and model.path (" + where("model.path") +
+                    ") are both set; give one: a preset is built from the seed, a path is loaded");
+  if (c.data.source == DataSource::SYNTHETIC && !c.data.path.empty())
+    throw UserError(where("data.path") + ": data.path is set but data.source = synthetic reads no file; set "
+                    "data.source (dolly | ni | jsonl | pretokenized) or remove data.path");
 }
 
 }  // namespace mira

@@ -14,6 +14,7 @@ struct CliOutcome {
   Config config;
   bool help = false;
   bool version = false;
+  bool help_keys = false;
 };
 
 // Reads a file's whole text; throws UserError when it cannot. Injected so that under MPI one rank
@@ -27,5 +28,7 @@ CliOutcome config_parse(const std::vector<std::string>& args, const FileReader& 
 void config_validate(const Config& c);
 // `mira_hpc --help`: usage, subcommands, every key grouped by section.
 std::string config_help_text();
+// Every key as Markdown tables, one per section (docs/configuration.md is generated from it).
+std::string config_keys_markdown();
 
 }  // namespace mira

@@ -155,27 +155,15 @@ std::vector<std::string> split_list(const std::string& v) {
   return out;
 }
 
-GraphSpec parse_graph(const std::string& v) {
-  const char* allowed = "random | task | ring | complete | knn:K (K >= 1) | file:PATH";
-  GraphSpec g;
-  if (v == "random") g.kind = GraphKind::RANDOM;
-  else if (v == "task") g.kind = GraphKind::TASK;
-  else if (v == "ring") g.kind = GraphKind::RING;
-  else if (v == "complete") g.kind = GraphKind::COMPLETE;
-  else if (v.rfind("knn:", 0) == 0) {
-    g.kind = GraphKind::KNN;
-    try {
-      g.knn_k = static_cast<int>(config_parse_int(v.substr(4), 1, 1 << 20));
-    } catch (const ConfigValueError&) {
-      throw ConfigValueError(allowed);
-    }
-  } else if (v.rfind("file:", 0) == 0 && v.size() > 5) {
-    g.kind = GraphKind::FILE;
-    g.path = v.substr(5);
-  } else {
+// Keys whose values a module parses itself (it throws UserError naming the key): re-thrown as
+// ConfigValueError with the key's allowed text, so every message has the same shape.
+template <typename F>
+auto module_parse(F&& parse, const std::string& allowed) {
+  try {
+    return parse();
+  } catch (const UserError&) {
     throw ConfigValueError(allowed);
   }
-  return g;
 }
 
 std::vector<ConfigKey> build_keys() {
@@ -209,6 +197,14 @@ std::vector<ConfigKey> build_keys() {
   keys.push_back(key_int("run", "fail_on_rank", -1, -1, 1 << 20,
                          "testing only: this rank raises an internal fault at start-up (-1 = off)",
                          [](Config& c) -> int& { return c.run.fail_on_rank; }));
+  keys.push_back(key_string("run", "resume", "none", "none | auto | latest | PATH",
+                            "resume from a checkpoint: auto = <run.output>/checkpoints/latest if it exists, "
+                            "else start fresh; latest = it must exist; PATH = a checkpoint file or directory "
+                            "(also --resume)",
+                            [](Config& c) -> std::string& { return c.run.resume; }, false));
+  keys.push_back(key_int("run", "wait_for_signal_after_round", -1, -1, 1000000,
+                         "testing only: after this round (and its checkpoint) wait for SIGUSR1/SIGTERM (-1 = off)",
+                         [](Config& c) -> int& { return c.run.wait_for_signal_after_round; }));
   // [model]
   keys.push_back(key_string("model", "preset", "tiny", "tiny | gpt2-124m-shape",
                             "base model initialised from the seed, used when model.path is empty",
@@ -247,10 +243,10 @@ std::vector<ConfigKey> build_keys() {
     keys.push_back(k);
   }
   // [optim]
-  keys.push_back(key_enum<OptimizerKind>("optim", "name", "adam",
-      {{"adam", OptimizerKind::ADAM}, {"adamw", OptimizerKind::ADAMW}},
+  keys.push_back(key_enum<OptimKind>("optim", "name", "adam",
+      {{"adam", OptimKind::ADAM}, {"adamw", OptimKind::ADAMW}},
       "local optimiser, as torch defines it (authors' code: Adam, re-created every round)",
-      [](Config& c) -> OptimizerKind& { return c.optim.kind; }));
+      [](Config& c) -> OptimKind& { return c.optim.kind; }));
   keys.push_back(key_double("optim", "lr", 3e-4, 0, 10, "learning rate (authors' code: 3e-4; GPT-2-large 3e-5)",
                             [](Config& c) -> double& { return c.optim.lr; }));
   keys.push_back(key_double("optim", "weight_decay", 0.01, 0, 10, "weight decay (authors' code: 1e-2)",
@@ -274,9 +270,63 @@ std::vector<ConfigKey> build_keys() {
                          [](Config& c) -> int& { return c.train.local_steps; }));
   keys.push_back(key_int("train", "batch_size", 8, 1, 65536, "examples per step (authors' code: 8)",
                          [](Config& c) -> int& { return c.train.batch_size; }));
-  keys.push_back(key_int("train", "max_length", 1024, 2, 1 << 20,
+  // [data] (DataOptions; docs/data.md describes each source)
+  keys.push_back(key_enum<DataSource>("data", "source", "synthetic",
+      {{"synthetic", DataSource::SYNTHETIC}, {"dolly", DataSource::DOLLY}, {"ni", DataSource::NI},
+       {"jsonl", DataSource::JSONL}, {"pretokenized", DataSource::PRETOKENIZED}},
+      "where the clients' data comes from; synthetic is embedded (no download)",
+      [](Config& c) -> DataSource& { return c.data.source; }));
+  keys.push_back(key_string("data", "path", "", "a file or folder path",
+                            "Dolly/JSONL file, Natural Instructions tasks folder, or pre-tokenised .h5",
+                            [](Config& c) -> std::string& { return c.data.path; }));
+  keys.push_back(key_string("data", "task_list", "", "a file path",
+                            "Natural Instructions: task names, one per line (client k = line k)",
+                            [](Config& c) -> std::string& { return c.data.task_list; }));
+  keys.push_back(key_int("data", "clients_per_category", 10, 1, 1000000,
+                         "dolly/jsonl: clients per category (paper: 8 x 10 = 80 clients)",
+                         [](Config& c) -> int& { return c.data.clients_per_category; }));
+  keys.push_back(key_int("data", "examples_per_client", 40, 2, 100000000, "synthetic: examples per client",
+                         [](Config& c) -> int& { return c.data.examples_per_client; }));
+  keys.push_back(key_int("data", "max_length", 1024, 2, 1 << 20,
                          "tokens per example; longer prompts are cut from the left (authors' code: 1024)",
-                         [](Config& c) -> int& { return c.train.max_length; }));
+                         [](Config& c) -> int& { return c.data.max_length; }));
+  keys.push_back(key_double("data", "train_fraction", 0.8, 0.01, 0.99, "local train share of each client (paper: 0.8)",
+                            [](Config& c) -> double& { return c.data.train_fraction; }));
+  keys.push_back(key_enum<TokenizerKind>("data", "tokenizer", "byte",
+      {{"byte", TokenizerKind::BYTE}, {"hf", TokenizerKind::HF}},
+      "byte: 256 byte ids + <|endoftext|> (tiny models); hf: GPT-2 byte-level BPE from data.tokenizer_path",
+      [](Config& c) -> TokenizerKind& { return c.data.tokenizer; }));
+  keys.push_back(key_string("data", "tokenizer_path", "", "a Hugging Face folder",
+                            "folder with tokenizer.json, or vocab.json + merges.txt (data.tokenizer = hf)",
+                            [](Config& c) -> std::string& { return c.data.tokenizer_path; }));
+  keys.push_back(key_string("data", "jsonl.prompt_field", "instruction", "a JSON field name",
+                            "jsonl: field holding the instruction",
+                            [](Config& c) -> std::string& { return c.data.prompt_field; }, false));
+  keys.push_back(key_string("data", "jsonl.input_field", "context", "a JSON field name, or empty for none",
+                            "jsonl: field holding the optional input/context",
+                            [](Config& c) -> std::string& { return c.data.input_field; }));
+  keys.push_back(key_string("data", "jsonl.response_field", "response", "a JSON field name",
+                            "jsonl: field holding the response",
+                            [](Config& c) -> std::string& { return c.data.response_field; }, false));
+  keys.push_back(key_string("data", "jsonl.client_field", "category", "a JSON field name",
+                            "jsonl: field that groups lines into tasks (one task per group of clients)",
+                            [](Config& c) -> std::string& { return c.data.client_field; }, false));
+  keys.push_back(key_enum<PromptTemplate>("data", "jsonl.template", "alpaca",
+      {{"alpaca", PromptTemplate::ALPACA}, {"raw", PromptTemplate::RAW}},
+      "jsonl: prompt template (alpaca = the Dolly templates; raw = prompt, then input on the next line)",
+      [](Config& c) -> PromptTemplate& { return c.data.prompt_template; }));
+  keys.push_back(key_int("data", "ni.max_input_chars", 1024, 1, 1 << 30,
+                         "Natural Instructions: drop instances whose input has >= this many characters (paper: 1024)",
+                         [](Config& c) -> int& { return c.data.ni_max_input_chars; }));
+  keys.push_back(key_int("data", "ni.min_instances", 20, 1, 1 << 30,
+                         "Natural Instructions: skip a task with fewer instances left (paper: 20)",
+                         [](Config& c) -> int& { return c.data.ni_min_instances; }));
+  keys.push_back(key_double("data", "ni.keep_fraction", 0.2, 1e-6, 1,
+                            "Natural Instructions: share of a task's instances kept (paper: 0.2)",
+                            [](Config& c) -> double& { return c.data.ni_keep_fraction; }));
+  keys.push_back(key_int("data", "pretrain_documents", 4000, 1, 100000000,
+                         "pretrain: documents in the generated generic corpus",
+                         [](Config& c) -> int& { return c.data.pretrain_documents; }));
   // [federation]
   keys.push_back(key_double("federation", "sample_fraction", 0.1, 1e-9, 1,
                             "fraction f of clients sampled per round, m = max(1, round(f*K)) (paper: 10%)",
@@ -285,7 +335,9 @@ std::vector<ConfigKey> build_keys() {
     ConfigKey k{"federation", "graph", "random | task | ring | complete | knn:K | file:PATH", "random",
                 "task-similarity graph: random is the paper's recipe; the others are extensions (docs/federation.md)",
                 nullptr, nullptr};
-    k.set = [](Config& c, const std::string& v) { c.federation.graph = parse_graph(v); };
+    k.set = [allowed = k.allowed](Config& c, const std::string& v) {
+      c.federation.graph = module_parse([&] { return graph_parse_spec(v, "federation.graph"); }, allowed);
+    };
     k.get = [](const Config& c) { return graph_spec_text(c.federation.graph); };
     keys.push_back(k);
   }
@@ -301,6 +353,22 @@ std::vector<ConfigKey> build_keys() {
       {{"sampled", NeighbourMode::SAMPLED}, {"all-latest", NeighbourMode::ALL_LATEST}},
       "neighbours in eq. (8): the sampled ones (authors' code) or every neighbour's latest adapter",
       [](Config& c) -> NeighbourMode& { return c.mira.neighbours; }));
+  // [pretrain]
+  keys.push_back(key_int("pretrain", "steps", 3000, 1, 100000000,
+                         "pretrain: optimiser steps of full fine-tuning on the generic corpus",
+                         [](Config& c) -> int& { return c.pretrain.steps; }));
+  keys.push_back(key_double("pretrain", "lr", 1e-3, 0, 10, "pretrain: learning rate (AdamW)",
+                            [](Config& c) -> double& { return c.pretrain.lr; }));
+  keys.push_back(key_string("pretrain", "out", "", "a directory path",
+                            "pretrain: Hugging Face folder to write (config.json + model.safetensors); "
+                            "empty = <run.output>/base",
+                            [](Config& c) -> std::string& { return c.pretrain.out; }));
+  // [checkpoint]
+  keys.push_back(key_int("checkpoint", "every", 1, 1, 1000000,
+                         "write a checkpoint every N rounds (also after the last round and on a stop signal)",
+                         [](Config& c) -> int& { return c.checkpoint.every; }));
+  keys.push_back(key_int("checkpoint", "keep", 3, 1, 1000000, "keep the newest N checkpoints in <run.output>/checkpoints",
+                         [](Config& c) -> int& { return c.checkpoint.keep; }));
   // [eval]
   keys.push_back(key_int("eval", "every", 1, 1, 1000000, "evaluate every N rounds (and after the last)",
                          [](Config& c) -> int& { return c.eval.every; }));
@@ -327,8 +395,11 @@ const std::vector<std::pair<std::string, std::string>>& config_sections() {
       {"lora", "the personal LoRA adapter of every client"},
       {"optim", "the local optimiser"},
       {"train", "local training of a sampled client"},
+      {"data", "datasets, tokenizer and splits"},
       {"federation", "clients, sampling and the task graph"},
       {"mira", "MIRA's graph step, eq. (8)"},
+      {"pretrain", "making a small base model (mira_hpc pretrain)"},
+      {"checkpoint", "HDF5 checkpoints (docs/checkpoint-format.md)"},
       {"eval", "evaluation"},
   };
   return s;
@@ -365,15 +436,6 @@ const char* command_name(Command c) {
     case Command::PRETRAIN: return "pretrain";
     case Command::INSPECT: return "inspect";
     case Command::EXPORT: return "export";
-  }
-  return "?";
-}
-
-const char* algorithm_name(Algorithm a) {
-  switch (a) {
-    case Algorithm::MIRA: return "mira";
-    case Algorithm::FEDIT: return "fedit";
-    case Algorithm::LOCAL: return "local";
   }
   return "?";
 }

@@ -464,6 +464,110 @@ std::string CheckpointWriter::write(const CheckpointMeta& meta_in, const Checkpo
   return dir_ + "/" + checkpoint_file_name(meta.round);
 }
 
+// ================================================================ layout from the file
+
+CheckpointLayout checkpoint_read_layout(MPI_Comm comm, const std::string& path) {
+  Packer packed;
+  run_agreed(comm, [&] {
+    if (comm_rank(comm) != 0) return;
+    const std::string resolved = checkpoint_resolve(path);
+    const std::string why = refused(resolved);
+    CheckpointLayout layout;
+    H5ErrorCapture capture;
+    try {
+      PropList fapl = PropList::file_access_serial();
+      File file = File::open_read(resolved, fapl);
+      Group root = file.root();
+      std::string format;
+      try {
+        format = h5_attr_exists(root.id(), "format") ? h5_attr_read_string(root.id(), "format") : "";
+      } catch (const UserError& e) {  // e.g. another program's variable-length string
+        throw UserError(why + "not a " + CHECKPOINT_FORMAT_NAME + " file (" + e.what() + ")");
+      }
+      if (format != CHECKPOINT_FORMAT_NAME)
+        throw UserError(why + "not a " + CHECKPOINT_FORMAT_NAME + " file (root attribute 'format' is '" + format + "')");
+      int64_t version = h5_attr_read_int64(root.id(), "format_version");
+      if (version != CHECKPOINT_FORMAT_VERSION)
+        throw UserError(why + "format version " + std::to_string(version) + "; this build reads version " +
+                        std::to_string(CHECKPOINT_FORMAT_VERSION));
+      layout.clients = h5_attr_read_int64(root.id(), "clients");
+      if (layout.clients <= 0) throw UserError(why + "root attribute 'clients' is " + std::to_string(layout.clients));
+      const auto K = (hsize_t)layout.clients;
+      if (!h5_link_exists(root.id(), "adapters")) throw UserError(why + "group /adapters is missing");
+      Group adapters = Group::open(file.id(), "/adapters");
+      for (const auto& name : h5_list_links(adapters.id())) {
+        const std::string g = "/adapters/" + name;
+        Group mg = Group::open(file.id(), g);
+        for (const char* part : {"lora_A", "lora_B"})
+          if (!h5_link_exists(mg.id(), part)) throw UserError(why + "dataset " + g + "/" + part + " is missing");
+        std::vector<hsize_t> a = Dataset::open(file.id(), g + "/lora_A").dims();  // (K, L, r, in)
+        std::vector<hsize_t> b = Dataset::open(file.id(), g + "/lora_B").dims();  // (K, L, out, r)
+        if (a.size() != 4 || b.size() != 4 || a[0] != K || b[0] != K || a[1] != b[1] || a[2] != b[3] || a[1] == 0 ||
+            a[2] == 0 || a[3] == 0 || b[2] == 0)
+          throw UserError(why + "datasets " + g + "/lora_A " + shape_text(a) + " and lora_B " + shape_text(b) +
+                          " are not [K, L, r, in] and [K, L, out, r] with K = " + std::to_string(K));
+        LoraModuleShape m;
+        m.name = name;
+        m.module_path = h5_attr_exists(mg.id(), "module_path") ? h5_attr_read_string(mg.id(), "module_path") : name;
+        m.layers = (int64_t)a[1];
+        m.rank = (int64_t)a[2];
+        m.in_features = (int64_t)a[3];
+        m.out_features = (int64_t)b[2];
+        layout.modules.push_back(m);
+      }
+      layout.optimizer = h5_link_exists(root.id(), "optimizer");
+      if (h5_link_exists(root.id(), "data")) {
+        Group data = Group::open(file.id(), "/data");
+        if (h5_link_exists(data.id(), "cursor")) {
+          std::vector<hsize_t> c = Dataset::open(file.id(), "/data/cursor").dims();  // (K, W)
+          if (c.size() != 2 || c[0] != K || c[1] == 0)
+            throw UserError(why + "dataset /data/cursor has shape " + shape_text(c) + ", expected [" +
+                            std::to_string(K) + ", W > 0]");
+          layout.cursor_width = (int64_t)c[1];
+        }
+      }
+      adapters.close();
+      root.close();
+      file.close();
+    } catch (const UserError& e) {
+      std::string msg = e.what();
+      if (msg.rfind("checkpoint ", 0) != 0) msg = why + msg;  // attribute readers name only the attribute
+      throw UserError(msg);
+    } catch (const InternalError& e) {
+      std::string h5 = h5_last_error();
+      throw UserError(why + "HDF5 cannot read it" + (h5.empty() ? std::string(" (") + e.what() + ")" : ": " + h5));
+    }
+    packed.put(layout.clients);
+    packed.put<uint64_t>(layout.modules.size());
+    for (const auto& m : layout.modules) {
+      packed.put_str(m.name);
+      packed.put_str(m.module_path);
+      packed.put(m.layers);
+      packed.put(m.rank);
+      packed.put(m.in_features);
+      packed.put(m.out_features);
+    }
+    packed.put<uint8_t>(layout.optimizer ? 1 : 0);
+    packed.put(layout.cursor_width);
+  });
+  bcast_bytes(comm, packed.buf, 0);
+  Unpacker u(packed.buf);
+  CheckpointLayout layout;
+  layout.clients = u.get<int64_t>();
+  layout.modules.resize(u.get<uint64_t>());
+  for (auto& m : layout.modules) {
+    m.name = u.get_str();
+    m.module_path = u.get_str();
+    m.layers = u.get<int64_t>();
+    m.rank = u.get<int64_t>();
+    m.in_features = u.get<int64_t>();
+    m.out_features = u.get<int64_t>();
+  }
+  layout.optimizer = u.get<uint8_t>() != 0;
+  layout.cursor_width = u.get<int64_t>();
+  return layout;
+}
+
 // ================================================================ reader
 
 struct CheckpointReader::Impl {

@@ -78,6 +78,16 @@ struct ClientSlices {
   std::vector<int64_t> cursor;                   // (cursor_width)
 };
 
+// Collective. The layout a checkpoint was written with, read from the file itself (for tools that
+// open a checkpoint without a config: inspect, export): K from the root attribute `clients`, one
+// module per /adapters/<name> group (in name order) with its `module_path` attribute and the shapes
+// of lora_A [K, L, r, in] and lora_B [K, L, out, r], optimiser state when /optimizer exists, the
+// cursor width from /data/cursor [K, W]. Rank 0 reads, every rank gets the same result. Only the
+// structure is read here; pass the result to CheckpointReader, which validates everything else.
+// Throws UserError on EVERY rank ("checkpoint <path> refused, not loaded: <why>") for a missing,
+// non-HDF5, foreign, newer-version or inconsistent file.
+CheckpointLayout checkpoint_read_layout(MPI_Comm comm, const std::string& path);
+
 class CheckpointWriter {
  public:
   // Collective. Rank 0 creates `dir` if needed.
@@ -113,6 +123,7 @@ class CheckpointReader {
 
   const std::string& path() const { return path_; }
   const CheckpointMeta& meta() const { return meta_; }
+  const CheckpointLayout& layout() const { return layout_; }
   // Collective: every rank gets all globals; CRC32C verified.
   CheckpointGlobals read_globals();
   // Collective: each rank passes the clients it wants (distinct ids in [0, K); may be empty) and

@@ -4,16 +4,28 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "runtime/error.h"
 
 namespace mira {
 
+// Launchers give ranks a pseudo-terminal even when their own output goes to a file (Open MPI's
+// mpirun does), so under a launcher we cannot tell: print plain lines there. MIRA_PROGRESS=tty or
+// =lines overrides.
+bool progress_stdout_is_terminal() {
+  if (const char* v = std::getenv("MIRA_PROGRESS")) return std::string(v) == "tty";
+  for (const char* launcher : {"OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMIX_RANK", "SLURM_STEP_ID"})
+    if (std::getenv(launcher)) return false;
+  return isatty(STDOUT_FILENO) == 1;
+}
+
 Progress::Progress(std::string label, long total, double interval_s)
     : label_(std::move(label)),
       total_(total),
       interval_s_(interval_s),
-      tty_(isatty(STDOUT_FILENO) == 1),
+      tty_(progress_stdout_is_terminal()),
       active_(runtime_rank() <= 0),
       start_(std::chrono::steady_clock::now()),
       last_print_(start_ - std::chrono::hours(1)) {}

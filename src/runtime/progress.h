@@ -7,6 +7,9 @@
 
 namespace mira {
 
+// True when the progress line may redraw in place (see progress.cpp for the launcher rule).
+bool progress_stdout_is_terminal();
+
 class Progress {
  public:
   // total: units of work (e.g. rounds); label: what a unit is called ("round").

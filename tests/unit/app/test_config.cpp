@@ -96,7 +96,13 @@ TEST(Config, CommandLineWinsOverFileWinsOverDefault) {
 TEST(Config, EqualsFormAndSubcommands) {
   EXPECT_EQ(parse({"--lora.rank=12"}).config.lora.rank, 12);
   EXPECT_EQ(parse({"pretrain"}).config.command, Command::PRETRAIN);
-  EXPECT_EQ(parse({"inspect"}).config.command, Command::INSPECT);
+  EXPECT_EQ(parse({"inspect", "x.h5"}).config.tool.checkpoint, "x.h5");
+  EXPECT_EQ(parse({"export", "--checkpoint", "c.h5", "--client", "3", "--out", "d"}).config.tool.client, 3);
+  EXPECT_NE(error_of({"inspect"}).find("inspect needs a checkpoint"), std::string::npos);
+  EXPECT_NE(error_of({"export", "--checkpoint", "c.h5"}).find("export needs --checkpoint FILE --client K"),
+            std::string::npos);
+  EXPECT_NE(error_of({"train", "extra"}).find("unexpected argument 'extra'"), std::string::npos);
+  EXPECT_NE(error_of({"train", "--client", "1"}).find("belong to the inspect and export"), std::string::npos);
   EXPECT_TRUE(parse({"--help"}).help);
   EXPECT_TRUE(parse({"--dry-run"}).config.dry_run);
 }
@@ -124,7 +130,7 @@ TEST(Config, MessagesNameOriginKeyAndAllowedValues) {
 }
 
 TEST(Config, ResolvedDumpReadsBackToTheSameConfig) {
-  Config a = parse({"--lora.rank", "8", "--optim.lr", "1.5e-3", "--federation.graph", "knn:2", "--run.seed",
+  Config a = parse({"--lora.rank", "8", "--model.path", "/m", "--optim.lr", "1.5e-3", "--federation.graph", "knn:2", "--run.seed",
                     "18446744073709551615"})
                  .config;
   std::string ini = config_to_ini(a, false);

@@ -1,0 +1,74 @@
+// Row-major GEMM over OpenBLAS cblas, made thread-count invariant (see gemm.h).
+#include "kernels/cpu/gemm.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+namespace mira {
+
+namespace {
+
+// Output tiles: C is split along its longer side into at most GEMM_MAX_TILES tiles of at least
+// GEMM_MIN_TILE rows (or columns) - a function of the shape only - and each tile is one
+// single-threaded BLAS call inside our parallel loop. OpenBLAS's own threading is not thread-count
+// invariant: with (m, n, k) = (256, 64, 50257) its 1- and 2-thread results differ in the last bits,
+// found by Kernels.GemmAndLmHeadThreadInvariantAtGpt2Shapes. Each tile re-packs the other operand,
+// so tiles are few and large: 8 tiles give every thread of a 2-8 thread rank work at GPT-2 shapes
+// while the re-packing stays a few percent of the GEMM (16 tiles of 128 rows cost ~5% more).
+constexpr int64_t GEMM_MAX_TILES = 8;
+constexpr int64_t GEMM_MIN_TILE = 128;
+
+template <typename T>
+void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T beta, T* c, int64_t ldc);
+
+template <>
+void blas<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+template <>
+void blas<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                  const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+}  // namespace
+
+template <typename T>
+void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const bool by_rows = m >= n;
+  const int64_t extent = by_rows ? m : n;
+  const int64_t per = (extent + GEMM_MAX_TILES - 1) / GEMM_MAX_TILES;
+  const int64_t tile_len = std::max(GEMM_MIN_TILE, (per + 15) / 16 * 16);  // multiple of 16: SIMD-friendly
+  const int64_t tiles = (extent + tile_len - 1) / tile_len;
+  // One tile: rows [i0, i0+len) of C use rows of op(A); columns use columns of op(B).
+  auto tile = [&](int64_t t) {
+    const int64_t i0 = t * tile_len, len = std::min(tile_len, extent - i0);
+    if (by_rows) {
+      const T* at = ta ? a + i0 : a + i0 * lda;  // op(A) row i0: column i0 of A when transposed
+      blas<T>(ta, tb, len, n, k, alpha, at, lda, b, ldb, beta, c + i0 * ldc, ldc);
+    } else {
+      const T* bt = tb ? b + i0 * ldb : b + i0;  // op(B) column i0: row i0 of B when transposed
+      blas<T>(ta, tb, m, len, k, alpha, a, lda, bt, ldb, beta, c + i0, ldc);
+    }
+  };
+  // Always from a parallel region, even for one tile: OpenBLAS (OpenMP build) threads any call made
+  // outside an active parallel region with omp_get_max_threads() threads, and its threaded results
+  // differ. Nested inside a kernel's own parallel loop this region is inactive and runs inline.
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tiles; ++t) tile(t);
+}
+
+template void cpu_gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                              int64_t, float, float*, int64_t);
+template void cpu_gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                               int64_t, double, double*, int64_t);
+
+}  // namespace mira

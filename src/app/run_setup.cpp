@@ -1,0 +1,119 @@
+// Start-up steps shared by train and pretrain (see run_setup.h).
+#include "app/run_setup.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "io/checkpoint_dir.h"
+#include "io/fs_atomic.h"
+#include "model/gpt2_config.h"
+#include "runtime/agree.h"
+#include "runtime/devices.h"
+#include "runtime/log.h"
+
+namespace mira {
+
+DataOptions setup_data_options(const Config& c) {
+  DataOptions d = c.data;
+  d.seed = c.run.seed;
+  d.num_clients = c.run.clients;
+  return d;
+}
+
+std::unique_ptr<Tokenizer> setup_tokenizer(const DataOptions& d) {
+  std::unique_ptr<Tokenizer> tok;
+  mpi_agree(MPI_COMM_WORLD, [&] { tok = tokenizer_create(d); });
+  return tok;
+}
+
+Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok) {
+  Gpt2HostModel host;
+  mpi_agree(MPI_COMM_WORLD, [&] {
+    if (c.model.path.empty()) {
+      host = gpt2_init_preset(gpt2_config_preset(c.model.preset, tok.vocab_size()), c.run.seed);
+    } else {
+      host = gpt2_load_hf(c.model.path);
+      if (tok.vocab_size() > host.config.vocab_size)
+        throw UserError("model.path '" + c.model.path + "' has vocab_size " + std::to_string(host.config.vocab_size) +
+                        " but the tokenizer (" + tok.name() + ") has " + std::to_string(tok.vocab_size()) +
+                        " ids: use the model's own tokenizer (data.tokenizer = hf, data.tokenizer_path)");
+    }
+  });
+  return host;
+}
+
+std::unique_ptr<Backend> setup_backend(const Config& c) {
+  if (c.run.backend == BackendKind::CUDA)
+    throw CollectiveUserError("run.backend = cuda: the CUDA backend is not implemented yet (its kernels are "
+                              "planned); use run.backend = cpu or auto");
+  if (c.run.backend == BackendKind::AUTO) {
+    DeviceReport dev = devices_query();
+    if (!dev.devices.empty())
+      log_info("backend: cpu (run.backend = auto; %zu GPU(s) visible, but the CUDA backend is not implemented yet)",
+               dev.devices.size());
+    else
+      log_info("backend: cpu (run.backend = auto; no usable GPU: %s)", dev.unavailable.c_str());
+  }
+  return backend_create_cpu();
+}
+
+static void make_dirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+        throw UserError("run.output: cannot create directory '" + cur + "': " + std::strerror(errno));
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw UserError("run.output: '" + path + "' is not a directory");
+}
+
+std::string setup_run_directory(const Config& c, const std::string& marker) {
+  return mpi_root_produce(MPI_COMM_WORLD, 0, [&]() -> std::string {
+    make_dirs(c.run.output);
+    const std::string m = c.run.output + "/" + marker;
+    const std::string ckdir = c.run.output + "/checkpoints";
+    const bool has_marker = fs_exists(m);
+    const bool has_latest = fs_exists(ckdir + "/" + CHECKPOINT_LATEST);
+    const std::string& r = c.run.resume;
+    if (r == "none") {
+      if (has_marker || has_latest)
+        throw UserError("run.output: '" + c.run.output + "' already holds a run (" +
+                        (has_latest ? "checkpoints/latest" : marker) +
+                        "); continue it with --resume auto, or choose another run.output (nothing was changed)");
+      return "";
+    }
+    if (r == "auto") {
+      if (has_latest) return checkpoint_resolve(ckdir);
+      if (has_marker) {
+        fs_rename_durable(m, m + ".prev");
+        log_warn("run.resume = auto: no checkpoint in %s, starting fresh; the earlier %s is kept as %s.prev",
+                 ckdir.c_str(), marker.c_str(), marker.c_str());
+      }
+      return "";
+    }
+    if (r == "latest") {
+      if (!has_latest)
+        throw UserError("run.resume = latest: no checkpoint in '" + ckdir + "' (use auto to start fresh when none)");
+      return checkpoint_resolve(ckdir);
+    }
+    return checkpoint_resolve(r);
+  });
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) bytes /= 1024.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+}  // namespace mira

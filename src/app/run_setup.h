@@ -1,0 +1,36 @@
+// What train and pretrain build from the Config before any work: tokenizer, data options, the
+// base model (preset or Hugging Face folder), the backend, and the run directory. Every step that
+// can find a user error runs under mpi_agree, so all ranks stop together with one message.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "app/config.h"
+#include "backend/backend.h"
+#include "data/tokenizer.h"
+#include "model/gpt2_weights.h"
+#include "runtime/mpi_env.h"
+
+namespace mira {
+
+// c.data with the run-wide seed and client count filled in.
+DataOptions setup_data_options(const Config& c);
+std::unique_ptr<Tokenizer> setup_tokenizer(const DataOptions& d);
+// The base model: model.path (a Hugging Face GPT-2 folder) or model.preset sized for the tokenizer.
+// Refuses a tokenizer whose ids do not fit the model's vocabulary.
+Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok);
+// The compute backend named by run.backend (auto: cuda when usable, else cpu, with a log line).
+std::unique_ptr<Backend> setup_backend(const Config& c);
+// Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts
+// fresh ("" returned) or resumes from a checkpoint (its path returned, same on every rank):
+//   none   - fresh; a directory that already holds a run (marker file or checkpoints) is refused;
+//   auto   - <run.output>/checkpoints/latest when it exists, else fresh (an earlier run's marker file
+//            without any checkpoint is kept as <marker>.prev);
+//   latest - <run.output>/checkpoints/latest, which must exist;
+//   PATH   - that checkpoint file, or that directory's `latest`.
+// Collective; a user error is agreed on every rank.
+std::string setup_run_directory(const Config& c, const std::string& marker);
+// Bytes as "12.3 MiB".
+std::string format_bytes(double bytes);
+
+}  // namespace mira

@@ -1,0 +1,404 @@
+// The round loop (see federated_run.h). Per round t on every rank:
+//   S(t) = sampler_sample(seed, t)                 same on every rank, no communication
+//   plan = assignment_plan(S(t))                   balanced; owners keep their clients when possible
+//   move adapters owner -> worker; train; move back
+//   aggregate: mira_step (neighbourhood exchange + eq. (8)) | fedit_step (gather + ordered sum) | none
+//   every eval_every rounds: owners evaluate their clients; rank 0 gathers and writes metrics
+// A client's data cursor and dropout step are functions of how often it was sampled before t, so
+// nothing but the adapter travels with it and a resumed run repeats the same numbers.
+#include "fed/federated_run.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "comm/mpi_exchange.h"
+#include "fed/assignment.h"
+#include "fed/sampler.h"
+#include "runtime/check_mpi.h"
+#include "runtime/error.h"
+#include "runtime/log.h"
+#include "runtime/progress.h"
+#include "runtime/signals.h"
+
+namespace mira {
+namespace {
+
+BatchView view_of(const Batch& b) {
+  BatchView v;
+  v.B = b.B;
+  v.T = b.T;
+  v.inputs = b.inputs.data();
+  v.targets = b.targets.data();
+  v.loss_mask = b.loss_mask.data();
+  return v;
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+nlohmann::json json_number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+}  // namespace
+
+FederatedRun::FederatedRun(const FederatedRunOptions& opts, MPI_Comm comm, Gpt2Model& model,
+                           const FederatedDataset& data, const Graph& graph, int32_t pad_id)
+    : opts_(opts), comm_(comm), model_(model), data_(data), graph_(graph), pad_id_(pad_id) {
+  MIRA_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
+  MIRA_CHECK_MPI(MPI_Comm_size(comm_, &size_));
+  MIRA_CHECK(opts_.clients == data_.num_clients() && opts_.clients == graph_.K,
+             "K mismatch: options " + std::to_string(opts_.clients) + ", data " + std::to_string(data_.num_clients()) +
+                 ", graph " + std::to_string(graph_.K));
+  P_ = static_cast<size_t>(model_.adapter_size());
+  owner_ = assignment_owners(opts_.clients, size_);
+  std::vector<float> init(P_);
+  model_.initial_adapter(init.data());  // all clients start from the same adapter (MIRA.md, Setting)
+  for (int k = 0; k < opts_.clients; ++k)
+    if (owner_[k] == rank_) owned_[k] = init;
+  if (opts_.algorithm == Algorithm::FEDIT) global_ = init;
+  exchange_ = std::make_unique<MpiAdapterExchange>(comm_, owner_, graph_.neighbours, P_);
+  for (int64_t t = 0; t < opts_.rounds; ++t)
+    sample_history_.push_back(sampler_sample(opts_.seed, t, opts_.clients, opts_.sampled_per_round));
+}
+
+FederatedRun::~FederatedRun() = default;
+
+std::vector<int> FederatedRun::clients_needed(const FederatedRunOptions& opts, int ranks, int rank) {
+  std::vector<char> need(static_cast<size_t>(opts.clients), 0);
+  for (int k = 0; k < opts.clients; ++k)
+    if (assignment_owner(opts.clients, ranks, k) == rank) need[k] = 1;
+  for (int64_t t = 0; t < opts.rounds; ++t) {
+    Assignment plan = assignment_plan(sampler_sample(opts.seed, t, opts.clients, opts.sampled_per_round),
+                                      opts.clients, ranks);
+    for (int k : plan.by_rank[rank]) need[k] = 1;
+  }
+  std::vector<int> out;
+  for (int k = 0; k < opts.clients; ++k)
+    if (need[k]) out.push_back(k);
+  return out;
+}
+
+int64_t FederatedRun::times_trained_before(int k, int64_t t) const {
+  int64_t n = 0;
+  for (int64_t s = 0; s < t; ++s)
+    for (int c : sample_history_[s])
+      if (c == k) ++n;
+  return n;
+}
+
+void FederatedRun::train_client(int k, int64_t t, double* loss_sum, double* tokens) {
+  const auto& train = data_.train(k);
+  ClientBatcher batcher(&train, opts_.seed, k, pad_id_);
+  const int64_t before = times_trained_before(k, t);
+  int64_t steps = 0;
+  DataCursor cursor;
+  if (opts_.steps_mode) {
+    steps = opts_.local_steps;
+    const int64_t consumed = before * steps * opts_.batch_size;  // examples used by earlier rounds
+    cursor.epoch = consumed / batcher.size();
+    cursor.position = consumed % batcher.size();
+  } else {
+    steps = opts_.local_epochs * batcher.batches_per_epoch(opts_.batch_size);
+    cursor.epoch = before * opts_.local_epochs;
+  }
+  batcher.set_cursor(cursor);
+  model_.reset_optimizer();  // authors' code: the optimiser is re-created every round
+  for (int64_t i = 0; i < steps; ++i) {
+    if (signals_pending()) return;  // the round will be abandoned: stop at this step boundary
+    Batch b = opts_.steps_mode ? batcher.next_batch_full(opts_.batch_size, 0) : batcher.next_batch(opts_.batch_size, 0);
+    const double n = static_cast<double>(b.tokens());
+    const double loss = model_.train_step(view_of(b), StepContext{k, before * steps + i});
+    *loss_sum += loss * n;
+    *tokens += n;
+  }
+}
+
+std::vector<double> FederatedRun::evaluate_owned() {
+  std::vector<double> out;  // (owned) token-mean test loss per owned client, ascending id
+  for (auto& [k, adapter] : owned_) {
+    if (signals_pending()) {  // the round will be abandoned: skip the work, keep the collectives
+      out.push_back(std::numeric_limits<double>::quiet_NaN());
+      continue;
+    }
+    model_.set_adapter(opts_.algorithm == Algorithm::FEDIT ? global_.data() : adapter.data());
+    const auto& test = data_.test(k);
+    double sum = 0, n = 0;
+    const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
+    for (int64_t i = 0; i < batches; ++i) {
+      Batch b = batch_fixed(test, i, opts_.batch_size, 0, pad_id_);
+      LossSum ls = model_.eval_loss(view_of(b));
+      sum += ls.sum;
+      n += ls.tokens;
+    }
+    out.push_back(n > 0 ? sum / n : std::numeric_limits<double>::quiet_NaN());
+  }
+  return out;
+}
+
+std::vector<double> FederatedRun::gather_by_client(const std::vector<double>& mine) {
+  // Owners hold contiguous blocks in rank order, so a Gatherv in rank order is client order.
+  std::vector<int> counts(size_), displs(size_);
+  for (int r = 0; r < size_; ++r) {
+    int first = assignment_first_client(opts_.clients, size_, r);
+    int next = r + 1 < size_ ? assignment_first_client(opts_.clients, size_, r + 1) : opts_.clients;
+    counts[r] = next - first;
+    displs[r] = first;
+  }
+  MIRA_CHECK(static_cast<int>(mine.size()) == counts[rank_], "owned values do not match the block distribution");
+  std::vector<double> all(rank_ == 0 ? static_cast<size_t>(opts_.clients) : 0);
+  MIRA_CHECK_MPI(MPI_Gatherv(mine.data(), counts[rank_], MPI_DOUBLE, all.data(), counts.data(), displs.data(),
+                             MPI_DOUBLE, 0, comm_));
+  return all;
+}
+
+RoundRecord FederatedRun::run_round(int64_t t) {
+  const double start = now_seconds();
+  RoundRecord rec;
+  rec.round = t;
+  rec.sampled = sample_history_[t];
+  const GraphRoundEdges edges = graph_round_edges(graph_, rec.sampled);
+  rec.active_edges = edges.active_edges;
+  rec.isolated = edges.isolated;
+  const Assignment plan = assignment_plan(rec.sampled, opts_.clients, size_);
+  int64_t bytes = 0;
+
+  // FedIT: every sampled client starts from the global adapter.
+  if (opts_.algorithm == Algorithm::FEDIT)
+    for (int k : rec.sampled)
+      if (owner_[k] == rank_) owned_[k] = global_;
+
+  AdapterLookup lookup = [&](int k) -> float* {
+    auto it = owned_.find(k);
+    if (it != owned_.end()) return it->second.data();
+    auto& v = visiting_[k];
+    v.resize(P_);
+    return v.data();
+  };
+  double phase[4] = {0, 0, 0, 0};  // this rank's seconds per phase (kRoundPhases)
+  double mark = now_seconds();
+  auto lap = [&](int p) {
+    const double now = now_seconds();
+    phase[p] += now - mark;
+    mark = now;
+  };
+  exchange_->move(plan.to_workers, lookup, P_);
+  bytes += exchange_->last_stats().bytes_sent;
+  lap(1);
+
+  // Local training of the clients assigned to this rank. Per client: loss sum and token count.
+  std::vector<double> trained;  // (client, loss_sum, tokens) triplets
+  for (int k : plan.by_rank[rank_]) {
+    float* adapter = lookup(k);
+    model_.set_adapter(adapter);
+    double loss_sum = 0, tokens = 0;
+    train_client(k, t, &loss_sum, &tokens);
+    model_.get_adapter(adapter);
+    trained.insert(trained.end(), {static_cast<double>(k), loss_sum, tokens});
+  }
+  lap(0);
+  exchange_->move(plan.to_owners, lookup, P_);
+  bytes += exchange_->last_stats().bytes_sent;
+  visiting_.clear();
+
+  // Aggregation.
+  AdapterLookup owned = [&](int k) -> float* {
+    auto it = owned_.find(k);
+    return it == owned_.end() ? nullptr : it->second.data();
+  };
+  if (opts_.algorithm == Algorithm::MIRA) {
+    mira_step(*exchange_, graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda, owned);
+    bytes += exchange_->last_stats().bytes_sent;
+  } else if (opts_.algorithm == Algorithm::FEDIT) {
+    std::vector<int64_t> sizes(opts_.clients);
+    for (int k = 0; k < opts_.clients; ++k) sizes[k] = data_.client(k).counts.train;
+    fedit_step(*exchange_, rec.sampled, sizes, owned, global_.data());
+    bytes += exchange_->last_stats().bytes_sent;
+    for (auto& [k, a] : owned_) a = global_;
+  }
+  lap(1);
+
+  // Training figures to rank 0 (gather the triplets; sum in client order).
+  int n_mine = static_cast<int>(trained.size());
+  std::vector<int> counts(size_), displs(size_);
+  MIRA_CHECK_MPI(MPI_Gather(&n_mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm_));
+  int total = 0;
+  for (int r = 0; r < size_; ++r) displs[r] = total, total += counts[r];
+  std::vector<double> all(rank_ == 0 ? static_cast<size_t>(total) : 0);
+  MIRA_CHECK_MPI(MPI_Gatherv(trained.data(), n_mine, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE,
+                             0, comm_));
+  if (rank_ == 0) {
+    rec.client_train_loss.assign(opts_.clients, std::numeric_limits<double>::quiet_NaN());
+    std::vector<double> sum(opts_.clients, 0), tok(opts_.clients, 0);
+    for (int i = 0; i + 2 < total; i += 3) {
+      int k = static_cast<int>(all[i]);
+      sum[k] = all[i + 1];
+      tok[k] = all[i + 2];
+    }
+    double s = 0, n = 0;
+    for (int k : rec.sampled) {  // client-id order
+      rec.client_train_loss[k] = tok[k] > 0 ? sum[k] / tok[k] : std::numeric_limits<double>::quiet_NaN();
+      s += sum[k];
+      n += tok[k];
+    }
+    rec.train_loss = n > 0 ? s / n : std::numeric_limits<double>::quiet_NaN();
+    rec.tokens = static_cast<int64_t>(n);
+  }
+  MIRA_CHECK_MPI(MPI_Reduce(rank_ == 0 ? MPI_IN_PLACE : &bytes, &bytes, 1, MPI_INT64_T, MPI_SUM, 0, comm_));
+  rec.comm_bytes = bytes;
+
+  // Evaluation: every client with its own adapter on its own test split.
+  if ((t + 1) % opts_.eval_every == 0 || t + 1 == opts_.rounds) {
+    rec.evaluated = true;
+    rec.client_test_loss = gather_by_client(evaluate_owned());
+    if (rank_ == 0) {
+      double s = 0;
+      int n = 0;
+      for (double v : rec.client_test_loss)
+        if (std::isfinite(v)) s += v, ++n;
+      rec.test_loss = n > 0 ? s / n : std::numeric_limits<double>::quiet_NaN();
+    }
+  }
+  lap(2);
+  reduce_phases(rec, phase, 0, 3);
+  rec.seconds = now_seconds() - start;
+  return rec;
+}
+
+void FederatedRun::reduce_phases(RoundRecord& rec, const double* mine, int first, int count) {
+  // Timings only (never results): a floating-point reduction is fine here.
+  MIRA_CHECK_MPI(MPI_Reduce(mine + first, rec.phase_min + first, count, MPI_DOUBLE, MPI_MIN, 0, comm_));
+  MIRA_CHECK_MPI(MPI_Reduce(mine + first, rec.phase_max + first, count, MPI_DOUBLE, MPI_MAX, 0, comm_));
+}
+
+void FederatedRun::write_csv() {
+  if (rank_ != 0 || opts_.csv_path.empty()) return;
+  const std::string tmp = opts_.csv_path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "round,client,task,family,sampled,train_loss,test_loss\n";
+    out.precision(17);
+    for (const RoundRecord& r : records_) {
+      std::vector<char> sampled(static_cast<size_t>(opts_.clients), 0);
+      for (int k : r.sampled) sampled[k] = 1;
+      for (int k = 0; k < opts_.clients; ++k) {
+        out << r.round + 1 << ',' << k << ',' << (k < (int)opts_.client_task.size() ? opts_.client_task[k] : "")
+            << ',' << (k < (int)opts_.client_family.size() ? opts_.client_family[k] : "") << ','
+            << int(sampled[k]) << ',';
+        if (k < (int)r.client_train_loss.size() && std::isfinite(r.client_train_loss[k])) out << r.client_train_loss[k];
+        out << ',';
+        if (r.evaluated && k < (int)r.client_test_loss.size() && std::isfinite(r.client_test_loss[k]))
+          out << r.client_test_loss[k];
+        out << '\n';
+      }
+    }
+    if (!out) throw InternalError("cannot write '" + tmp + "'");
+  }
+  if (std::rename(tmp.c_str(), opts_.csv_path.c_str()) != 0)
+    throw InternalError("cannot rename '" + tmp + "' to '" + opts_.csv_path + "'");
+}
+
+void FederatedRun::write_metrics(const RoundRecord& rec) {
+  if (rank_ != 0 || opts_.metrics_path.empty()) return;
+  nlohmann::json j;
+  j["type"] = "round";
+  j["round"] = rec.round + 1;
+  j["sampled"] = rec.sampled;
+  j["active_edges"] = rec.active_edges;
+  j["isolated"] = rec.isolated;
+  j["train_loss"] = json_number_or_null(rec.train_loss);
+  nlohmann::json ctl = nlohmann::json::array();
+  for (double v : rec.client_train_loss) ctl.push_back(json_number_or_null(v));
+  j["client_train_loss"] = ctl;
+  if (rec.evaluated) {
+    j["test_loss"] = json_number_or_null(rec.test_loss);
+    nlohmann::json cl = nlohmann::json::array();
+    for (double v : rec.client_test_loss) cl.push_back(json_number_or_null(v));
+    j["client_test_loss"] = cl;
+  }
+  j["tokens"] = rec.tokens;
+  j["seconds"] = rec.seconds;
+  j["comm_bytes"] = rec.comm_bytes;
+  // The paper's accounting: each sampled client uploads and downloads its fp32 adapter once.
+  j["paper_comm_bytes_per_client"] = 2 * 4 * static_cast<int64_t>(P_);
+  nlohmann::json phases;
+  for (int p = 0; p < 4; ++p) phases[kRoundPhases[p]] = {rec.phase_min[p], rec.phase_max[p]};
+  j["phase_seconds_min_max"] = phases;
+  std::ofstream out(opts_.metrics_path, std::ios::app);
+  out << j.dump() << "\n";
+  if (!out) throw InternalError("cannot append to metrics file '" + opts_.metrics_path + "'");
+}
+
+void FederatedRun::restore(int64_t rounds_done, std::map<int, std::vector<float>> owned, std::vector<float> global,
+                           std::vector<RoundRecord> records) {
+  MIRA_CHECK(rounds_done >= 0 && rounds_done <= opts_.rounds, "rounds_done " + std::to_string(rounds_done));
+  for (const auto& [k, a] : owned)
+    MIRA_CHECK(owner_[k] == rank_ && a.size() == P_, "restored adapter of client " + std::to_string(k));
+  MIRA_CHECK(owned.size() == owned_.size(), "restored adapters do not cover the owned clients");
+  owned_ = std::move(owned);
+  if (opts_.algorithm == Algorithm::FEDIT) {
+    MIRA_CHECK(global.size() == P_, "FedIT global adapter");
+    global_ = std::move(global);
+  }
+  records_ = std::move(records);
+  rounds_done_ = rounds_done;
+}
+
+bool FederatedRun::agree_stop() {
+  int local = signals_pending(), any = 0;
+  MIRA_CHECK_MPI(MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, comm_));
+  return any != 0;
+}
+
+RunResult FederatedRun::run(const RoundHook& after_round) {
+  RunResult result;
+  Progress progress("round", opts_.rounds);
+  double tokens = 0, seconds = 0;
+  for (int64_t t = rounds_done_; t < opts_.rounds; ++t) {
+    // Snapshot of the state after round t-1: restored if a signal abandons round t.
+    const std::map<int, std::vector<float>> snapshot = owned_;
+    const std::vector<float> global_snapshot = global_;
+    RoundRecord rec = run_round(t);
+    if (agree_stop()) {
+      owned_ = snapshot;
+      global_ = global_snapshot;
+      result.stopped = true;
+      break;
+    }
+    graph_log_round(graph_, rec.sampled, t + 1);
+    tokens += static_cast<double>(rec.tokens);
+    seconds += rec.seconds;
+    char detail[256];
+    if (rec.evaluated)
+      std::snprintf(detail, sizeof detail, "train loss %.4f | test loss %.4f | %.0f tok/s", rec.train_loss,
+                    rec.test_loss, seconds > 0 ? tokens / seconds : 0.0);
+    else
+      std::snprintf(detail, sizeof detail, "train loss %.4f | %.0f tok/s", rec.train_loss,
+                    seconds > 0 ? tokens / seconds : 0.0);
+    records_.push_back(rec);
+    rounds_done_ = t + 1;
+    double ck[4] = {0, 0, 0, now_seconds()};
+    if (after_round) after_round(rounds_done_);  // checkpoints
+    ck[3] = now_seconds() - ck[3];
+    reduce_phases(records_.back(), ck, 3, 1);
+    write_metrics(records_.back());
+    write_csv();
+    progress.update(t + 1, detail, rec.evaluated);
+    if (opts_.wait_for_signal_after_round == rounds_done_) {
+      log_info("waiting for a stop signal after round %lld (run.wait_for_signal_after_round)", (long long)rounds_done_);
+      while (!agree_stop()) usleep(100 * 1000);  // 0.1 s between polls: a test-only path
+      result.stopped = true;
+      break;
+    }
+  }
+  result.rounds_done = rounds_done_;
+  result.signal = signals_pending();
+  return result;
+}
+
+}  // namespace mira

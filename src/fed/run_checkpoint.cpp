@@ -1,0 +1,174 @@
+// Run state <-> checkpoint (see run_checkpoint.h).
+#include "fed/run_checkpoint.h"
+
+#include <cmath>
+#include <limits>
+
+#include "runtime/agree.h"
+#include "runtime/check_mpi.h"
+#include "runtime/error.h"
+
+namespace mira {
+namespace {
+
+const char* kPerClient[] = {"train_loss", "test_loss"};                              // [rounds, K]
+const char* kPerRound[] = {"tokens", "seconds", "comm_bytes", "active_edges"};     // [rounds, 1]
+
+double nan() { return std::numeric_limits<double>::quiet_NaN(); }
+
+// The flat adapter's blocks for module i: A then B (model/lora.h layout).
+const AdapterBlock& block(const AdapterLayout& a, size_t module, bool is_b) {
+  const AdapterBlock* b = a.find(a.modules[module], is_b);
+  MIRA_CHECK(b != nullptr, "adapter block");
+  return *b;
+}
+
+}  // namespace
+
+CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K) {
+  CheckpointLayout l;
+  l.clients = K;
+  for (size_t i = 0; i < adapter.modules.size(); ++i) {
+    const AdapterBlock& a = block(adapter, i, false);
+    const AdapterBlock& b = block(adapter, i, true);
+    LoraModuleShape s;
+    s.name = a.module_name;
+    s.module_path = a.module_name;
+    s.layers = a.layers;
+    s.rank = a.rows;
+    s.in_features = a.cols;
+    s.out_features = b.rows;
+    l.modules.push_back(s);
+  }
+  l.optimizer = false;
+  l.cursor_width = 0;
+  return l;
+}
+
+std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& run, const AdapterLayout& adapter,
+                                 const Graph& graph, CheckpointMeta meta) {
+  const int64_t rounds = run.rounds_done();
+  const FederatedRunOptions& o = run.options();
+  meta.round = rounds;
+  std::vector<ClientSlices> owned;
+  for (const auto& [k, flat] : run.owned_adapters()) {
+    ClientSlices s;
+    s.client = k;
+    for (size_t i = 0; i < adapter.modules.size(); ++i) {
+      for (bool is_b : {false, true}) {
+        const AdapterBlock& b = block(adapter, i, is_b);
+        std::vector<float> v(flat.begin() + b.offset, flat.begin() + b.offset + b.layers * b.rows * b.cols);
+        (is_b ? s.lora_B : s.lora_A).push_back(std::move(v));
+      }
+    }
+    owned.push_back(std::move(s));
+  }
+  CheckpointGlobals g;
+  g.graph_weights = graph.weights;
+  g.sampled_per_round = o.sampled_per_round;
+  for (int64_t t = 0; t < rounds; ++t)
+    for (int k : run.sample_history()[t]) g.sampling.push_back(k);
+  // Metrics: rank 0 holds the per-client vectors; the writer uses rank 0's globals.
+  const auto& recs = run.records();
+  for (const char* name : kPerClient) {
+    MetricTable m{name, rounds, o.clients, std::vector<double>(static_cast<size_t>(rounds * o.clients), nan())};
+    for (int64_t t = 0; t < rounds && t < (int64_t)recs.size(); ++t) {
+      const auto& v = std::string(name) == "train_loss" ? recs[t].client_train_loss : recs[t].client_test_loss;
+      for (size_t k = 0; k < v.size(); ++k) m.values[t * o.clients + k] = v[k];
+    }
+    g.metrics.push_back(std::move(m));
+  }
+  for (const char* name : kPerRound) {
+    MetricTable m{name, rounds, 1, std::vector<double>(static_cast<size_t>(rounds), nan())};
+    for (int64_t t = 0; t < rounds && t < (int64_t)recs.size(); ++t) {
+      const RoundRecord& r = recs[t];
+      const std::string n = name;
+      m.values[t] = n == "tokens" ? r.tokens : n == "seconds" ? r.seconds : n == "comm_bytes" ? r.comm_bytes
+                                                                                               : r.active_edges;
+    }
+    g.metrics.push_back(std::move(m));
+  }
+  return writer.write(meta, g, owned);
+}
+
+int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
+                               const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
+                               uint64_t seed) {
+  const FederatedRunOptions& o = run.options();
+  CheckpointReader reader(comm, path, run_checkpoint_layout(adapter, o.clients));
+  const CheckpointMeta& meta = reader.meta();
+  const std::string where = "checkpoint " + reader.path() + " does not fit this run: ";
+  // Identical on every rank (the reader broadcasts the metadata), so these throws agree.
+  if (meta.algorithm != algorithm)
+    throw CollectiveUserError(where + "it was written by run.algorithm = " + meta.algorithm + ", this run is " +
+                              algorithm);
+  if (static_cast<uint64_t>(meta.seed) != seed)
+    throw CollectiveUserError(where + "it was written with run.seed = " + std::to_string(meta.seed) +
+                              ", this run has " + std::to_string(seed));
+  if (meta.round > o.rounds)
+    throw CollectiveUserError(where + "it holds " + std::to_string(meta.round) + " rounds but run.rounds = " +
+                              std::to_string(o.rounds));
+  CheckpointGlobals g = reader.read_globals();
+  if (g.graph_weights != graph.weights)
+    throw CollectiveUserError(where + "its graph weights differ from this run's federation.graph");
+  const int64_t rounds = meta.round;
+  if (g.sampled_per_round != o.sampled_per_round ||
+      static_cast<int64_t>(g.sampling.size()) != rounds * o.sampled_per_round)
+    throw CollectiveUserError(where + "it samples " + std::to_string(g.sampled_per_round) +
+                              " clients per round, this run " + std::to_string(o.sampled_per_round));
+  for (int64_t t = 0; t < rounds; ++t)
+    for (int i = 0; i < o.sampled_per_round; ++i)
+      if (g.sampling[t * o.sampled_per_round + i] != run.sample_history()[t][i])
+        throw CollectiveUserError(where + "its sampling history differs from this run's (round " +
+                                  std::to_string(t + 1) + ")");
+
+  // Adapters: every rank reads the clients it owns (FedIT: also client 0, which holds the global).
+  std::vector<int64_t> want;
+  for (const auto& [k, a] : run.owned_adapters()) want.push_back(k);
+  const bool fedit = algorithm == "fedit";
+  const bool extra = fedit && (want.empty() || want.front() != 0);
+  if (extra) want.insert(want.begin(), 0);
+  std::vector<ClientSlices> slices = reader.read_clients(want);
+  reader.close();
+  const size_t P = static_cast<size_t>(adapter.total);
+  std::map<int, std::vector<float>> owned;
+  std::vector<float> global;
+  for (size_t j = 0; j < slices.size(); ++j) {
+    std::vector<float> flat(P);
+    for (size_t i = 0; i < adapter.modules.size(); ++i)
+      for (bool is_b : {false, true}) {
+        const AdapterBlock& b = block(adapter, i, is_b);
+        const auto& v = (is_b ? slices[j].lora_B : slices[j].lora_A)[i];
+        MIRA_CHECK(static_cast<int64_t>(v.size()) == b.layers * b.rows * b.cols, "slice size");
+        std::copy(v.begin(), v.end(), flat.begin() + b.offset);
+      }
+    const int k = static_cast<int>(slices[j].client);
+    if (fedit && k == 0) global = flat;
+    if (!(extra && j == 0)) owned[k] = std::move(flat);
+  }
+  // Records from the metric tables.
+  std::vector<RoundRecord> recs(static_cast<size_t>(rounds));
+  for (int64_t t = 0; t < rounds; ++t) {
+    recs[t].round = t;
+    recs[t].sampled = run.sample_history()[t];
+  }
+  for (const MetricTable& m : g.metrics) {
+    for (int64_t t = 0; t < rounds && t < m.rows; ++t) {
+      RoundRecord& r = recs[t];
+      if (m.name == "train_loss" || m.name == "test_loss") {
+        std::vector<double> v(m.values.begin() + t * m.cols, m.values.begin() + (t + 1) * m.cols);
+        bool any = false;
+        for (double x : v) any = any || std::isfinite(x);
+        if (m.name == "train_loss") r.client_train_loss = v;
+        else if (any) r.client_test_loss = v, r.evaluated = true;
+      } else if (m.name == "tokens") r.tokens = static_cast<int64_t>(m.values[t]);
+      else if (m.name == "seconds") r.seconds = m.values[t];
+      else if (m.name == "comm_bytes") r.comm_bytes = static_cast<int64_t>(m.values[t]);
+      else if (m.name == "active_edges") r.active_edges = static_cast<int64_t>(m.values[t]);
+    }
+  }
+  run.restore(rounds, std::move(owned), std::move(global), std::move(recs));
+  return rounds;
+}
+
+}  // namespace mira

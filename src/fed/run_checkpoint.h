@@ -1,0 +1,34 @@
+// Checkpoints of a federated run: maps the run's state (owned adapters as flat buffers, sampling
+// history, per-round records, graph) onto the HDF5 checkpoint format (io/checkpoint.h) and back.
+// What is stored and why (docs/checkpoint-format.md):
+//   - adapters: every client's LoRA A and B per module type, /adapters/<module>/lora_A [K, L, r, in];
+//   - no optimiser moments: the authors' Adam is re-created every round, so a round boundary holds
+//     none;
+//   - no data cursors: a client's cursor and dropout step are functions of how often it was sampled
+//     before (the sampling history is stored and checked on resume);
+//   - metrics: [rounds, K] train and test losses, [rounds, 1] tokens, seconds, bytes, active edges.
+#pragma once
+#include <mpi.h>
+
+#include <string>
+
+#include "fed/federated_run.h"
+#include "io/checkpoint.h"
+#include "model/lora.h"
+
+namespace mira {
+
+CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K);
+
+// Collective. Writes the state after run.rounds_done() rounds through `writer`; returns the path.
+std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& run, const AdapterLayout& adapter,
+                                 const Graph& graph, CheckpointMeta meta);
+
+// Collective. Loads `path` (a checkpoint or a directory with `latest`) into `run`: checks that the
+// run's shape (K, modules, algorithm, seed, graph, sampling history) matches, then restores the
+// owned adapters and the records. Returns the rounds done. UserError on every rank otherwise.
+int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
+                               const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
+                               uint64_t seed);
+
+}  // namespace mira
