@@ -243,37 +243,3 @@ TEST(Gpt2Model, GreedyGenerationMatchesArgmaxOfLogits) {
 }
 
 }  // namespace
-
-#include "model/lora_peft_export.h"
-
-namespace {
-
-// The PEFT export writes every block of the flat adapter under its PEFT name and shape, and a config
-// with our r, alpha and exactly our modules (checked against PEFT itself by hand: PeftModel loads it
-// and reproduces our logits, see docs/model.md).
-TEST(Lora, PeftExportRoundTrip) {
-  LoraConfig lc;
-  lc.r = 4, lc.alpha = 8;
-  const Gpt2Config cfg = gpt2_config_preset("tiny", 259);
-  const AdapterLayout L = lora_layout(cfg, lc);
-  std::vector<float> a((size_t)L.total);
-  for (size_t i = 0; i < a.size(); ++i) a[i] = (float)i * 1e-3f;
-  const std::string dir = "/tmp/mira_model_test_peft";
-  lora_export_peft(dir, L, lc, a.data(), "base");
-  const SafetensorsFile st = SafetensorsFile::open(dir + "/adapter_model.safetensors");
-  EXPECT_EQ(st.entries().size(), L.blocks.size() * 2);  // 2 layers per block
-  for (const auto& b : L.blocks)
-    for (int64_t l = 0; l < b.layers; ++l) {
-      const SafetensorsEntry* e = st.find(b.peft_name(l));
-      ASSERT_NE(e, nullptr) << b.peft_name(l);
-      EXPECT_EQ(e->shape, (std::vector<int64_t>{b.rows, b.cols}));
-      EXPECT_EQ(st.read_f32(b.peft_name(l))[0], a[(size_t)b.layer_offset(l)]);
-    }
-  const auto j = mira_test::read_json(dir + "/adapter_config.json");
-  EXPECT_EQ(j["r"], 4);
-  EXPECT_EQ(j["lora_alpha"], 8.0);
-  EXPECT_EQ(j["target_modules"], (nlohmann::json{"attn.c_attn", "attn.c_proj", "mlp.c_proj"}));
-  EXPECT_EQ(j["fan_in_fan_out"], true);
-}
-
-}  // namespace

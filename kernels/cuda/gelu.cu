@@ -1,0 +1,78 @@
+// GELU forward/backward kernels (see gelu.h).
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/gelu.h"
+
+namespace mira {
+
+using namespace cuda_detail;
+
+namespace {
+
+constexpr float GELU_K = (float)0.7978845608028654;        // sqrt(2 / pi), as (T)GELU_K on the CPU
+constexpr float GELU_C = (float)0.044715;                  // cubic coefficient
+constexpr float GELU_3C = (float)(3 * 0.044715);           // (T)(3 * GELU_C) on the CPU
+
+__device__ inline float mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline float add(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline float sub(float a, float b) { return __fsub_rn(a, b); }
+
+// kernels/cpu/gelu.cpp tanh_f32, same operations in the same order (see the comment there).
+__device__ inline float tanh_f32(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float z = mul(2.0f, ax < 10.0f ? ax : 10.0f);
+  const int32_t k = (int32_t)add(mul(z, 1.44269504089f), 0.5f);  // C++ float->int conversion truncates
+  const float kf = (float)k;
+  const float r = add(sub(z, mul(kf, 0.693359375f)), mul(kf, 2.12194440e-4f));
+  float p = 1.0f / 720.0f;
+  p = add(mul(p, r), 1.0f / 120.0f);
+  p = add(mul(p, r), 1.0f / 24.0f);
+  p = add(mul(p, r), 1.0f / 6.0f);
+  p = add(mul(p, r), 0.5f);
+  p = add(mul(p, r), 1.0f);
+  p = add(mul(p, r), 1.0f);
+  const float e = mul(p, __int_as_float((k + 127) << 23));
+  const float big = sub(1.0f, __fdiv_rn(2.0f, add(e, 1.0f)));
+  const float x2 = mul(ax, ax);
+  const float small =
+      mul(ax, add(1.0f, mul(x2, add(-1.0f / 3.0f, mul(x2, add(2.0f / 15.0f, mul(x2, -17.0f / 315.0f)))))));
+  const float t = ax < 0.25f ? small : (ax > 9.02f ? 1.0f : big);
+  return x < 0.0f ? -t : t;
+}
+
+__device__ inline float gelu_inner(float v) {  // K * (v + C*v*v*v)
+  return mul(GELU_K, add(v, mul(mul(mul(GELU_C, v), v), v)));
+}
+
+__global__ void k_gelu_forward(float* y, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    y[i] = mul(mul(0.5f, v), add(1.0f, tanh_f32(gelu_inner(v))));
+  }
+}
+
+__global__ void k_gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    const float th = tanh_f32(gelu_inner(v));
+    const float sech2 = sub(1.0f, mul(th, th));
+    const float g = add(mul(0.5f, add(1.0f, th)),
+                        mul(mul(mul(mul(0.5f, v), sech2), GELU_K), add(1.0f, mul(mul(GELU_3C, v), v))));
+    dx[i] = mul(dy[i], g);
+  }
+}
+
+constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
+
+}  // namespace
+
+CudaStatus cuda_gelu_forward(cudaStream_t s, float* y, const float* x, int64_t n) {
+  k_gelu_forward<<<(unsigned)std::min<int64_t>(grid_for(n), MAX_GRID), BLOCK, 0, s>>>(y, x, n);
+  return cuda_status_launch("gelu_forward kernel");
+}
+
+CudaStatus cuda_gelu_backward(cudaStream_t s, float* dx, const float* dy, const float* x, int64_t n) {
+  k_gelu_backward<<<(unsigned)std::min<int64_t>(grid_for(n), MAX_GRID), BLOCK, 0, s>>>(dx, dy, x, n);
+  return cuda_status_launch("gelu_backward kernel");
+}
+
+}  // namespace mira

@@ -1,0 +1,28 @@
+// LayerNorm over the last dimension on the device (kernels/cpu/layernorm.h semantics: biased
+// variance, mean and rstd saved). Forward: one warp per row fuses the mean, the variance, the
+// normalisation and the affine transform (x read three times from L1/L2, y written once).
+// Backward: one warp per row fuses both row reductions and the dx update (accumulated, +=); the
+// parameter gradients (full fine-tuning) are column sums over fixed 256-row blocks (one partial per
+// block and column) combined in block order by a second kernel: deterministic for a given shape.
+// The row sums use a warp butterfly instead of the CPU's sequential order: results agree to
+// float rounding (about 1e-6 relative), not bitwise.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/status.h"
+
+namespace mira {
+
+CudaStatus cuda_layernorm_forward(cudaStream_t s, float* y, float* mean, float* rstd, const float* x, const float* w,
+                                  const float* b, int64_t n, int64_t c, double eps);
+
+// Scratch floats the backward needs for dw/db (0 when neither is requested).
+int64_t cuda_layernorm_backward_scratch(int64_t n, int64_t c);
+
+// dx (N, C) += input gradient; dw, db (C) += parameter gradients when non-null; scratch of
+// cuda_layernorm_backward_scratch(n, c) floats (may be null when dw and db are null).
+CudaStatus cuda_layernorm_backward(cudaStream_t s, float* dx, float* dw, float* db, const float* dy, const float* x,
+                                   const float* w, const float* mean, const float* rstd, int64_t n, int64_t c,
+                                   float* scratch);
+
+}  // namespace mira

@@ -1,0 +1,87 @@
+// Fused LM head + cross-entropy (see lm_head_ce.h).
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/lm_head_ce.h"
+
+namespace mira {
+
+using namespace cuda_detail;
+
+namespace {
+
+constexpr int CE_THREADS = 1024;  // one block per row: 50257 logits = 49 per thread for GPT-2
+
+__global__ void k_gather_rows(float* hs, const float* hid, const int32_t* rows, int64_t m, int64_t c) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m * c; e += (int64_t)gridDim.x * blockDim.x)
+    hs[e] = hid[(int64_t)rows[e / c] * c + e % c];
+}
+
+__global__ void k_scatter_rows(float* dh, const float* dhs, const int32_t* rows, int64_t m, int64_t c) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m * c; e += (int64_t)gridDim.x * blockDim.x)
+    dh[(int64_t)rows[e / c] * c + e % c] = dhs[e];
+}
+
+// Chunk row i (global row rows[i]): loss and, when grad, dlogits in place.
+__global__ void k_ce_rows(float* logits, float* loss_rows, const int32_t* rows, const int32_t* targets,
+                          const float* weight, int64_t v, bool grad) {
+  const int64_t i = blockIdx.x;
+  const int64_t row = rows[i];
+  float* l = logits + i * v;
+  const int32_t tgt = targets[row];
+  const float lt = l[tgt];  // read before any thread overwrites the row (block_max synchronises)
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, l[j]);
+  mx = block_max(mx);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+    const float e = expf(l[j] - mx);
+    l[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum);
+  if (threadIdx.x == 0) loss_rows[row] = mx + logf(sum) - lt;
+  if (!grad) return;
+  const float w = weight[row];
+  const float ws = w / sum;
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) l[j] *= ws;
+  __syncthreads();  // the thread owning l[tgt] has scaled it
+  if (threadIdx.x == 0) l[tgt] -= w;
+}
+
+constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
+unsigned capped(int64_t n) { return (unsigned)std::min<int64_t>(grid_for(n), MAX_GRID); }
+
+}  // namespace
+
+CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, float* dh, float* dwte, const float* hid,
+                           const float* wte, const int32_t* targets, const float* weight, const int32_t* rows,
+                           int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch) {
+  CudaStatus st;
+  st.step = "zero loss_rows";
+  if ((st.cuda = cudaMemsetAsync(loss_rows, 0, sizeof(float) * (size_t)n, s)) != cudaSuccess) return st;
+  if (dh) {
+    st.step = "zero dh";
+    if ((st.cuda = cudaMemsetAsync(dh, 0, sizeof(float) * (size_t)(n * c), s)) != cudaSuccess) return st;
+  }
+  float* logits = scratch;              // (CUDA_CE_CHUNK, V)
+  float* hs = scratch + CUDA_CE_CHUNK * v;  // (CUDA_CE_CHUNK, C) gathered hidden rows
+  float* dhs = hs + CUDA_CE_CHUNK * c;      // (CUDA_CE_CHUNK, C)
+  const bool grad = dh != nullptr || dwte != nullptr;
+  for (int64_t r0 = 0; r0 < n_active; r0 += CUDA_CE_CHUNK) {
+    const int64_t m = std::min<int64_t>(CUDA_CE_CHUNK, n_active - r0);
+    k_gather_rows<<<capped(m * c), BLOCK, 0, s>>>(hs, hid, rows + r0, m, c);
+    if (!(st = cuda_status_launch("lm_head_ce gather kernel")).ok()) return st;
+    if (!(st = cuda_gemm(h, false, true, m, v, c, 1.0f, hs, c, wte, c, 0.0f, logits, v)).ok()) return st;
+    k_ce_rows<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, loss_rows, rows + r0, targets, weight, v, grad);
+    if (!(st = cuda_status_launch("lm_head_ce row kernel")).ok()) return st;
+    if (dwte && !(st = cuda_gemm(h, true, false, v, c, m, 1.0f, logits, v, hs, c, 1.0f, dwte, c)).ok()) return st;
+    if (dh) {
+      if (!(st = cuda_gemm(h, false, false, m, c, v, 1.0f, logits, v, wte, c, 0.0f, dhs, c)).ok()) return st;
+      k_scatter_rows<<<capped(m * c), BLOCK, 0, s>>>(dh, dhs, rows + r0, m, c);
+      if (!(st = cuda_status_launch("lm_head_ce scatter kernel")).ok()) return st;
+    }
+  }
+  return CudaStatus{};
+}
+
+}  // namespace mira

@@ -1,0 +1,29 @@
+// Fused LM head + softmax + token cross-entropy (+ gradients) on the device, with the semantics of
+// kernels/cpu/lm_head_ce.h: only rows with a non-zero loss weight are computed, in chunks of
+// CUDA_CE_CHUNK rows so the (rows, V) logits never exist in full. Per chunk: gather the active
+// hidden rows, logits = hs wte^T (cuBLAS), one fused kernel per row (max, exp in place, sum, loss,
+// then dlogits = weight * (softmax - onehot) in place), dwte += dlogits^T hs (cuBLAS, chunks in
+// order), dh rows = dlogits wte scattered back. The row reductions are block trees (fixed order):
+// deterministic, equal to the CPU to float rounding.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/status.h"
+
+namespace mira {
+
+// Rows per chunk: for GPT-2 (V = 50257) the chunk's logits are 1024 x 50257 floats = 206 MB, and
+// each logits GEMM (1024 x 50257 x 768, 79 GFLOP) is large enough to fill an H100; the CPU uses 256.
+constexpr int64_t CUDA_CE_CHUNK = 1024;
+
+// Scratch floats cuda_lm_head_ce needs for hidden size c and vocabulary v.
+inline int64_t cuda_lm_head_ce_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (v + 2 * c); }
+
+// rows (device, n_active): indices of the rows with weight != 0, ascending (the backend builds them
+// from the weights). loss_rows (N) and dh (N, C) (if non-null) are overwritten (0 on skipped rows);
+// dwte (V, C) += gradient if non-null. The handle must be bound to stream s.
+CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, float* dh, float* dwte, const float* hid,
+                           const float* wte, const int32_t* targets, const float* weight, const int32_t* rows,
+                           int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch);
+
+}  // namespace mira

@@ -1,0 +1,263 @@
+// The CUDA backend: device memory (cudaMalloc, zero-filled, released on destruction) and the kernels
+// of kernels/cuda, all on one stream with one cuBLAS handle. fp32 "parity mode": every op follows the
+// CPU backend's semantics (kernels/cpu), GEMMs in CUBLAS_PEDANTIC_MATH, so results can be compared
+// with the CPU within tight tolerances (tests/gpu). Host <-> device copies and reductions that return
+// a value synchronise the stream; everything else is asynchronous, in stream order.
+// Built only with the CUDA backend (MIRA_HAVE_CUDA). NOT yet run on a GPU (docs/cuda.md).
+#ifdef MIRA_HAVE_CUDA
+#include "backend/backend_cuda.h"
+
+#include <climits>
+#include <map>
+#include <vector>
+
+#include "kernels/cpu/elementwise.h"  // dropout_threshold: the one definition of the masking rule
+#include "kernels/cuda/adam.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gelu.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/layernorm.h"
+#include "kernels/cuda/lm_head_ce.h"
+#include "kernels/cuda/reduce.h"
+#include "runtime/check_cuda.h"
+#include "runtime/error.h"
+
+namespace mira {
+
+namespace {
+
+template <typename T>
+T* P(const DSpan<T>& s) { return BackendAccess::ptr(s); }
+
+// A failed kernel launcher: the statement, the failing step and the library's error text.
+void check_status(const CudaStatus& st, const char* call, const char* file, int line) {
+  if (st.ok()) return;
+  const std::string stmt = std::string(call) + " [" + st.step + "]";
+  if (st.cuda != cudaSuccess)
+    throw_check_failure("CUDA", stmt.c_str(),
+                        std::string(cudaGetErrorName(st.cuda)) + " (" + std::to_string((int)st.cuda) +
+                            "): " + cudaGetErrorString(st.cuda),
+                        file, line);
+  throw_check_failure("cuBLAS", stmt.c_str(), cublasGetStatusString(st.cublas), file, line);
+}
+#define MIRA_CHECK_OP(call) check_status((call), #call, __FILE__, __LINE__)
+
+// cuBLAS takes int dimensions; the model's shapes are far below, but never truncate silently.
+void check_int(int64_t v, const char* what) {
+  MIRA_CHECK(v >= 0 && v <= INT_MAX, std::string("cuda backend: ") + what + " = " + std::to_string(v) +
+                                         " does not fit cuBLAS's int");
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    MIRA_CHECK_CUDA(cudaSetDevice(device));
+    MIRA_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    MIRA_CHECK_CUBLAS(cublasCreate(&blas_));
+    MIRA_CHECK_CUBLAS(cublasSetStream(blas_, stream_));
+    // Parity mode: plain fp32 everywhere (no TF32 tensor cores, no reduced-precision reductions).
+    MIRA_CHECK_CUBLAS(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH));
+    MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&sum_out_), sizeof(double)));
+  }
+  ~CudaBackend() override {
+    // No throwing from a destructor: errors here (e.g. a device already lost) are ignored.
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    for (auto& kv : blocks_) cudaFree(kv.first);
+    cudaFree(ws_);
+    cudaFree(rows_);
+    cudaFree(sum_out_);
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  std::string name() const override { return "cuda"; }
+
+  DFloat alloc_f32(int64_t n) override { return BackendAccess::make(static_cast<float*>(raw_alloc(n * 4)), n); }
+  DInt alloc_i32(int64_t n) override { return BackendAccess::make(static_cast<int32_t*>(raw_alloc(n * 4)), n); }
+  void release(DFloat s) override { raw_free(P(s)); }
+  void release(DInt s) override { raw_free(P(s)); }
+  // Host -> device copies wait for completion: the caller may reuse (or free) the host buffer at
+  // once even if it is pinned memory, for which cudaMemcpyAsync would return before reading it.
+  void upload(DFloat dst, const float* host) override { copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice); }
+  void upload(DInt dst, const int32_t* host) override { copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice); }
+  void download(float* host, DFloat src) override { copy_sync(host, P(src), bytes(src), cudaMemcpyDeviceToHost); }
+  void copy(DFloat dst, DFloat src) override {
+    MIRA_CHECK(dst.size() == src.size(), "copy size mismatch");
+    MIRA_CHECK_CUDA(cudaMemcpyAsync(P(dst), P(src), bytes(dst), cudaMemcpyDeviceToDevice, stream_));
+  }
+  void zero(DFloat dst) override { MIRA_CHECK_CUDA(cudaMemsetAsync(P(dst), 0, bytes(dst), stream_)); }
+
+  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DFloat a, int64_t lda, DFloat b,
+            int64_t ldb, float beta, DFloat c, int64_t ldc) override {
+    check_int(m, "m"), check_int(n, "n"), check_int(k, "k");
+    check_int(lda, "lda"), check_int(ldb, "ldb"), check_int(ldc, "ldc");
+    MIRA_CHECK_OP(cuda_gemm(blas_, ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc));
+  }
+  void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
+                         double eps) override {
+    MIRA_CHECK_OP(cuda_layernorm_forward(stream_, P(y), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps));
+  }
+  void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
+                          int64_t n, int64_t c) override {
+    float* pdw = dw.empty() ? nullptr : P(dw);
+    float* pdb = db.empty() ? nullptr : P(db);
+    float* ws = (pdw || pdb) ? workspace(cuda_layernorm_backward_scratch(n, c)) : nullptr;
+    MIRA_CHECK_OP(cuda_layernorm_backward(stream_, P(dx), pdw, pdb, P(dy), P(x), P(w), P(mean), P(rstd), n, c, ws));
+  }
+  void gelu_forward(DFloat y, DFloat x, int64_t n) override { MIRA_CHECK_OP(cuda_gelu_forward(stream_, P(y), P(x), n)); }
+  void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override {
+    MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x), n));
+  }
+  void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
+                         const DropoutSite& drop) override {
+    check_int(3 * c, "3 * C"), check_int(t * t, "T * T"), check_int(nh, "heads");
+    MIRA_CHECK_OP(cuda_attention_forward(blas_, stream_, P(out), P(att), P(qkv), b, t, c, nh,
+                                         scratch.empty() ? nullptr : P(scratch), site(drop)));
+  }
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
+                          int64_t c, int64_t nh, const DropoutSite& drop) override {
+    check_int(3 * c, "3 * C"), check_int(t * t, "T * T"), check_int(nh, "heads");
+    MIRA_CHECK_OP(cuda_attention_backward(blas_, stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh,
+                                          site(drop)));
+  }
+  void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
+    MIRA_CHECK_OP(cuda_embedding_forward(stream_, P(out), P(ids), P(wte), P(wpe), b, t, c));
+  }
+  void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override {
+    MIRA_CHECK_OP(cuda_bias_broadcast(stream_, P(y), P(bias), n, m));
+  }
+  void add(DFloat y, DFloat a, DFloat b) override { MIRA_CHECK_OP(cuda_add(stream_, P(y), P(a), P(b), y.size())); }
+  void scale(DFloat y, float s) override { MIRA_CHECK_OP(cuda_scale(stream_, P(y), y.size(), s)); }
+  void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override {
+    MIRA_CHECK_OP(
+        cuda_dropout(stream_, P(y), P(x), y.size(), p, dropout_threshold(p), stream, base, accumulate));
+  }
+  int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return cuda_lm_head_ce_scratch(c, v); }
+  void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight, int64_t n,
+                  int64_t c, int64_t v, DFloat scratch) override {
+    check_int(n, "rows"), check_int(v, "vocabulary"), check_int(c, "C");
+    MIRA_CHECK(scratch.size() >= cuda_lm_head_ce_scratch(c, v), "lm_head_ce: scratch smaller than lm_head_ce_scratch");
+    // The active rows (weight != 0) are listed on the host, as the CPU kernel does: one (N) float
+    // download per call (a few KB; the loss weights live on the device).
+    host_weight_.resize((size_t)n);
+    copy_sync(host_weight_.data(), P(weight), sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost);
+    host_rows_.clear();
+    for (int64_t i = 0; i < n; ++i)
+      if (host_weight_[(size_t)i] != 0.0f) host_rows_.push_back((int32_t)i);
+    const int64_t n_active = (int64_t)host_rows_.size();
+    int32_t* rows = row_buffer(std::max<int64_t>(1, n_active));
+    if (n_active > 0)
+      copy_sync(rows, host_rows_.data(), sizeof(int32_t) * (size_t)n_active, cudaMemcpyHostToDevice);
+    MIRA_CHECK_OP(cuda_lm_head_ce(blas_, stream_, P(loss_rows), dh.empty() ? nullptr : P(dh),
+                                  dwte.empty() ? nullptr : P(dwte), P(h), P(wte), P(targets), P(weight), rows,
+                                  n_active, n, c, v, P(scratch)));
+  }
+  void embedding_backward(DFloat dwte, DFloat dwpe, DFloat dout, DInt ids, int64_t b, int64_t t, int64_t c) override {
+    MIRA_CHECK_OP(cuda_embedding_backward(stream_, P(dwte), P(dwpe), P(dout), P(ids), b, t, c));
+  }
+  void colsum_accumulate(DFloat db, DFloat dy, int64_t n, int64_t m) override {
+    MIRA_CHECK_OP(cuda_colsum_accumulate(stream_, P(db), P(dy), n, m));
+  }
+  void adam_step(DFloat param, DFloat grad, DFloat m, DFloat v, double lr, double beta1, double beta2, double eps,
+                 double weight_decay, bool decoupled, double bc1, double bc2) override {
+    MIRA_CHECK_OP(cuda_adam_step(stream_, P(param), P(grad), P(m), P(v), param.size(), lr, beta1, beta2, eps,
+                                 weight_decay, decoupled, bc1, bc2));
+  }
+  double sum_squares(DFloat x) override { return reduce(x, true); }
+  double sum(DFloat x) override { return reduce(x, false); }
+
+ private:
+  template <typename T>
+  static size_t bytes(const DSpan<T>& s) { return sizeof(T) * (size_t)s.size(); }
+
+  static CudaDropout site(const DropoutSite& d) {
+    CudaDropout k;
+    k.p = d.p;
+    k.threshold = dropout_threshold(d.p);
+    k.stream = d.stream;
+    k.base = d.base;
+    return k;
+  }
+
+  void copy_sync(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+    if (n == 0) return;
+    MIRA_CHECK_CUDA(cudaMemcpyAsync(dst, src, n, kind, stream_));
+    MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));  // also reports faults of earlier async kernels
+  }
+
+  double reduce(DFloat x, bool squares) {
+    double* partials = reinterpret_cast<double*>(workspace(2 * cuda_reduce_partials(x.size())));  // 2 floats/double
+    MIRA_CHECK_OP(cuda_sum(stream_, sum_out_, partials, P(x), x.size(), squares));
+    double r = 0;
+    copy_sync(&r, sum_out_, sizeof(double), cudaMemcpyDeviceToHost);
+    return r;
+  }
+
+  void* raw_alloc(int64_t bytes) {
+    MIRA_CHECK(bytes >= 0, "cuda backend: negative allocation");
+    // 256 B minimum: distinct non-null pointers for empty tensors, as the CPU backend gives.
+    const size_t sz = (size_t)std::max<int64_t>(bytes, 256);
+    void* p = nullptr;
+    const cudaError_t rc = cudaMalloc(&p, sz);
+    if (rc == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear it
+      throw InternalError("cuda backend: out of device memory allocating " + std::to_string(bytes) + " bytes on device " +
+                          std::to_string(device_));
+    }
+    MIRA_CHECK_CUDA(rc);
+    MIRA_CHECK_CUDA(cudaMemsetAsync(p, 0, sz, stream_));  // zero-filled, ordered before any use on the stream
+    blocks_[p] = sz;
+    return p;
+  }
+  void raw_free(void* p) {
+    if (!p) return;
+    auto it = blocks_.find(p);
+    MIRA_CHECK(it != blocks_.end(), "release of memory this backend does not own");
+    MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));  // kernels still using it have finished
+    MIRA_CHECK_CUDA(cudaFree(p));
+    blocks_.erase(it);
+  }
+
+  // Internal scratch (layernorm parameter partials, reduction partials), grown on demand and kept:
+  // after the first step of a shape no allocation happens in the step loop.
+  float* workspace(int64_t floats) {
+    if (floats > ws_size_) {
+      MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      MIRA_CHECK_CUDA(cudaFree(ws_));
+      ws_ = nullptr;
+      MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&ws_), sizeof(float) * (size_t)floats));
+      ws_size_ = floats;
+    }
+    return ws_;
+  }
+  int32_t* row_buffer(int64_t n) {
+    if (n > rows_size_) {
+      MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      MIRA_CHECK_CUDA(cudaFree(rows_));
+      rows_ = nullptr;
+      MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&rows_), sizeof(int32_t) * (size_t)n));
+      rows_size_ = n;
+    }
+    return rows_;
+  }
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  std::map<void*, size_t> blocks_;
+  float* ws_ = nullptr;  // (ws_size_) internal scratch
+  int64_t ws_size_ = 0;
+  int32_t* rows_ = nullptr;  // (rows_size_) active CE rows
+  int64_t rows_size_ = 0;
+  double* sum_out_ = nullptr;  // (1) result of sum / sum_squares
+  std::vector<float> host_weight_;
+  std::vector<int32_t> host_rows_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> backend_create_cuda(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace mira
+#endif  // MIRA_HAVE_CUDA

@@ -1,0 +1,272 @@
+// Every op of the CUDA backend against the CPU backend (the oracle) on random inputs. Each test skips
+// with "no CUDA device: <reason>" when no device is usable. Tolerances: ops that run the same float
+// operations in the same order on both sides (embeddings, bias, add, scale, dropout, column sums,
+// the fixed-order double sums) must match exactly; GELU and Adam replicate the CPU's operation
+// order with round-to-nearest intrinsics and are expected to match bitwise, tested with a 2-ulp
+// slack until verified on a device; ops whose reductions run in another order (GEMM, LayerNorm,
+// softmax, cross-entropy) get bounds from float rounding given with each test.
+#include <algorithm>
+#include <cmath>
+
+#include "gpu_test_util.h"
+#include "kernels/cpu/lm_head_ce.h"
+
+using namespace mira;
+using mira_gpu_test::CudaVsCpu;
+using mira_gpu_test::random_vec;
+using mira_gpu_test::Twin;
+
+namespace {
+
+constexpr double ULP2 = 2.4e-7;  // 2 ulps of float relative (2 * 2^-23 / 2... rounded up: 2 * 1.19e-7)
+
+// Element-wise bound on |C_gpu - C_cpu| for a GEMM: each side is within k*u*(|alpha| sum|a||b| +
+// |beta||c|) of the exact result (u = 2^-24, standard dot-product error bound), so their
+// difference is within twice that. Row-major, as Backend::gemm.
+std::vector<double> gemm_bound(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                               const std::vector<float>& a, int64_t lda, const std::vector<float>& b, int64_t ldb,
+                               float beta, const std::vector<float>& c, int64_t ldc) {
+  std::vector<double> bound((size_t)(m * ldc), 0.0);
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t l = 0; l < k; ++l) {
+        const double av = ta ? a[(size_t)(l * lda + i)] : a[(size_t)(i * lda + l)];
+        const double bv = tb ? b[(size_t)(j * ldb + l)] : b[(size_t)(l * ldb + j)];
+        s += std::fabs(av * bv);
+      }
+      bound[(size_t)(i * ldc + j)] = 2.0 * (double)(k + 2) * u * (std::fabs(alpha) * s + std::fabs(beta) * std::fabs(c[(size_t)(i * ldc + j)]));
+    }
+  return bound;
+}
+
+}  // namespace
+
+TEST_F(CudaVsCpu, AllocationsAreZeroAndCopiesRoundTrip) {
+  Twin z = zeros(1000);
+  for (float x : host_gpu(z)) ASSERT_EQ(x, 0.0f);
+  const std::vector<float> h = random_vec(1000, 1);
+  Twin a = f32(h);
+  EXPECT_EQ(host_gpu(a), h);
+  gpu_->copy(z.g, a.g);
+  EXPECT_EQ(host_gpu(z), h);
+  gpu_->zero(a.g.slice(10, 20));
+  const std::vector<float> after = host_gpu(a);
+  for (int64_t i = 0; i < 1000; ++i) EXPECT_EQ(after[(size_t)i], (i >= 10 && i < 30) ? 0.0f : h[(size_t)i]);
+  gpu_->release(a.g);
+  DInt e = gpu_->alloc_i32(0);  // empty allocations are valid
+  gpu_->release(e);
+}
+
+TEST_F(CudaVsCpu, GemmAllTransposesWithLeadingDimensions) {
+  const int64_t m = 37, n = 53, k = 29;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;  // padded rows
+      const std::vector<float> ha = random_vec((ta ? k : m) * lda, 10 + ta), hb = random_vec((tb ? n : k) * ldb, 20 + tb);
+      const std::vector<float> hc = random_vec(m * ldc, 30);
+      const float alpha = 0.75f, beta = -0.5f;
+      Twin a = f32(ha), b = f32(hb), c = f32(hc);
+      cpu_->gemm(ta, tb, m, n, k, alpha, a.c, lda, b.c, ldb, beta, c.c, ldc);
+      gpu_->gemm(ta, tb, m, n, k, alpha, a.g, lda, b.g, ldb, beta, c.g, ldc);
+      const std::vector<double> bound = gemm_bound(ta, tb, m, n, k, alpha, ha, lda, hb, ldb, beta, hc, ldc);
+      const std::vector<float> rc = host_cpu(c), rg = host_gpu(c);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          const size_t e = (size_t)(i * ldc + j);
+          if (j >= n) {
+            bad += rg[e] != hc[e];  // padding columns untouched
+          } else {
+            bad += !(std::fabs((double)rg[e] - rc[e]) <= bound[e]);
+          }
+        }
+      EXPECT_EQ(bad, 0) << "trans_a " << ta << " trans_b " << tb;
+    }
+}
+
+TEST_F(CudaVsCpu, LayerNormForwardBackward) {
+  // 300 rows: two 256-row blocks in the CUDA parameter-gradient sums; C = 72 is not a multiple of 32.
+  const int64_t n = 300, c = 72;
+  Twin x = f32(random_vec(n * c, 40, -2, 3)), w = f32(random_vec(c, 41)), b = f32(random_vec(c, 42));
+  Twin y = zeros(n * c), mean = zeros(n), rstd = zeros(n);
+  cpu_->layernorm_forward(y.c, mean.c, rstd.c, x.c, w.c, b.c, n, c, 1e-5);
+  gpu_->layernorm_forward(y.g, mean.g, rstd.g, x.g, w.g, b.g, n, c, 1e-5);
+  // Row sums of 72 terms in another order: relative error <= 72 * 2^-24 = 4.3e-6 on the mean and the
+  // variance; outputs are O(1) after normalisation.
+  expect_close(mean, 1e-6, 1e-5, "layernorm mean");
+  expect_close(rstd, 0, 1e-5, "layernorm rstd");
+  expect_close(y, 1e-5, 1e-5, "layernorm y");
+  Twin dy = f32(random_vec(n * c, 43)), dx = f32(random_vec(n * c, 44)), dw = f32(random_vec(c, 45)),
+       db = f32(random_vec(c, 46));
+  // Both sides use the CPU's saved statistics, so only the backward's own rounding is compared.
+  const std::vector<float> hm = host_cpu(mean), hr = host_cpu(rstd);
+  gpu_->upload(mean.g, hm.data());
+  gpu_->upload(rstd.g, hr.data());
+  cpu_->layernorm_backward(dx.c, dw.c, db.c, dy.c, x.c, w.c, mean.c, rstd.c, n, c);
+  gpu_->layernorm_backward(dx.g, dw.g, db.g, dy.g, x.g, w.g, mean.g, rstd.g, n, c);
+  expect_close(dx, 1e-5, 1e-5, "layernorm dx (accumulated)");
+  // Column sums over 300 rows (CPU: one 4096-row block; CUDA: 256-row blocks): 300 * 2^-24 * sum|.|
+  // with |terms| <= ~3: about 5e-5 worst case.
+  expect_close(dw, 1e-4, 1e-5, "layernorm dw");
+  expect_close(db, 1e-4, 1e-5, "layernorm db");
+  Twin dx2 = zeros(n * c);
+  cpu_->layernorm_backward(dx2.c, DFloat(), DFloat(), dy.c, x.c, w.c, mean.c, rstd.c, n, c);
+  gpu_->layernorm_backward(dx2.g, DFloat(), DFloat(), dy.g, x.g, w.g, mean.g, rstd.g, n, c);
+  expect_close(dx2, 1e-5, 1e-5, "layernorm dx without parameter gradients");
+}
+
+TEST_F(CudaVsCpu, GeluForwardBackward) {
+  const int64_t n = 5000;
+  Twin x = f32(random_vec(n, 50, -12, 12)), y = zeros(n), dy = f32(random_vec(n, 51)), dx = zeros(n);
+  cpu_->gelu_forward(y.c, x.c, n);
+  gpu_->gelu_forward(y.g, x.g, n);
+  expect_close(y, 1e-30, ULP2, "gelu forward (same operations as the CPU: bitwise expected)");
+  cpu_->gelu_backward(dx.c, dy.c, x.c, n);
+  gpu_->gelu_backward(dx.g, dy.g, x.g, n);
+  expect_close(dx, 1e-30, ULP2, "gelu backward (bitwise expected)");
+  gpu_->gelu_backward(dy.g, dy.g, x.g, n);  // dx may alias dy
+  EXPECT_EQ(host_gpu(dy), host_gpu(dx));
+}
+
+class CudaAttention : public CudaVsCpu, public ::testing::WithParamInterface<float> {};
+
+TEST_P(CudaAttention, ForwardBackward) {
+  const float p = GetParam();
+  const int64_t b = 2, t = 13, c = 24, nh = 3, att_n = b * nh * t * t;  // hd = 8
+  const DropoutSite drop{p, rng_stream(3, RngPurpose::BASE_DROPOUT, 1, 2), 7};  // base 7: not a multiple of 4
+  Twin qkv = f32(random_vec(b * t * 3 * c, 60, -2, 2)), out = zeros(b * t * c), att = zeros(att_n),
+       scratch = zeros(att_n);
+  cpu_->attention_forward(out.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop);
+  gpu_->attention_forward(out.g, att.g, qkv.g, b, t, c, nh, scratch.g, drop);
+  // Scores: 8-term dot products; softmax: expf (CUDA, <= 2 ulp) vs glibc expf and sums of <= 13
+  // terms in another order: ~1e-6 relative on the probabilities, which are in [0, 1].
+  expect_close(att, 1e-6, 1e-5, "attention probabilities");
+  // A dropout mask that differed would give errors of the size of a probability (>> tolerance).
+  if (p > 0) expect_close(scratch, 1e-6, 1e-5, "attention dropped probabilities");
+  expect_close(out, 1e-5, 1e-5, "attention out");
+  Twin dout = f32(random_vec(b * t * c, 61)), dqkv = f32(random_vec(b * t * 3 * c, 62));  // overwritten
+  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, att.c, b, t, c, nh, drop);
+  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, att.g, b, t, c, nh, drop);
+  // Chains of two GEMMs (<= 13 terms) and the softmax backward: 1e-5 relative with a small absolute
+  // floor for the near-cancelling entries.
+  expect_close(dqkv, 2e-5, 2e-5, "attention dqkv");
+}
+
+INSTANTIATE_TEST_SUITE_P(Dropout, CudaAttention, ::testing::Values(0.0f, 0.25f));
+
+TEST_F(CudaVsCpu, ElementwiseOpsAreExact) {
+  const int64_t b = 3, t = 7, c = 20, v = 11;
+  std::vector<int32_t> ids((size_t)(b * t));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = (int32_t)((i * 5) % v);  // repeated ids: scatter-add collisions
+  auto tid = i32(ids);
+  Twin wte = f32(random_vec(v * c, 70)), wpe = f32(random_vec(t * c, 71)), out = zeros(b * t * c);
+  cpu_->embedding_forward(out.c, tid.c, wte.c, wpe.c, b, t, c);
+  gpu_->embedding_forward(out.g, tid.g, wte.g, wpe.g, b, t, c);
+  expect_equal(out, "embedding_forward");  // one float add per element on both sides
+  Twin dout = f32(random_vec(b * t * c, 72)), dwte = f32(random_vec(v * c, 73)), dwpe = f32(random_vec(t * c, 74));
+  cpu_->embedding_backward(dwte.c, dwpe.c, dout.c, tid.c, b, t, c);
+  gpu_->embedding_backward(dwte.g, dwpe.g, dout.g, tid.g, b, t, c);
+  expect_equal(dwte, "embedding_backward dwte");  // same token order per element
+  expect_equal(dwpe, "embedding_backward dwpe");
+
+  const int64_t n = 45, m = 70;
+  Twin bias = f32(random_vec(m, 75)), y = zeros(n * m);
+  cpu_->bias_broadcast(y.c, bias.c, n, m);
+  gpu_->bias_broadcast(y.g, bias.g, n, m);
+  expect_equal(y, "bias_broadcast");
+  Twin a = f32(random_vec(n * m, 76)), s = zeros(n * m);
+  cpu_->add(s.c, a.c, y.c);
+  gpu_->add(s.g, a.g, y.g);
+  expect_equal(s, "add");
+  cpu_->add(s.c, s.c, a.c);  // y aliasing a
+  gpu_->add(s.g, s.g, a.g);
+  expect_equal(s, "add in place");
+  cpu_->scale(s.c, -0.37f);
+  gpu_->scale(s.g, -0.37f);
+  expect_equal(s, "scale");
+  Twin db = f32(random_vec(m, 77));
+  cpu_->colsum_accumulate(db.c, a.c, n, m);
+  gpu_->colsum_accumulate(db.g, a.g, n, m);
+  expect_equal(db, "colsum_accumulate");  // rows summed in order in float on both sides
+}
+
+TEST_F(CudaVsCpu, DropoutMaskAndScaleAreExact) {
+  const int64_t n = 1001;  // not a multiple of 4; base 6 starts mid-draw
+  const uint64_t stream = rng_stream(9, RngPurpose::LORA_DROPOUT, 4, 5);
+  Twin x = f32(random_vec(n, 80)), y = zeros(n), acc = f32(random_vec(n, 81));
+  for (float p : {0.1f, 0.5f}) {
+    cpu_->dropout(y.c, x.c, p, stream, 6, false);
+    gpu_->dropout(y.g, x.g, p, stream, 6, false);
+    expect_equal(y, "dropout p=" + std::to_string(p));
+    cpu_->dropout(acc.c, x.c, p, stream, 6, true);
+    gpu_->dropout(acc.g, x.g, p, stream, 6, true);
+    expect_equal(acc, "dropout accumulate p=" + std::to_string(p));
+  }
+  const std::vector<float> hy = host_gpu(y);
+  const auto kept = std::count_if(hy.begin(), hy.end(), [](float v) { return v != 0.0f; });
+  EXPECT_GT(kept, n / 4);  // p = 0.5: about half kept (a mask of all zeros would pass the equality too)
+  EXPECT_LT(kept, 3 * n / 4);
+}
+
+class CudaLmHead : public CudaVsCpu, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CudaLmHead, LossAndGradients) {
+  const int mode = GetParam();  // 0: loss only, 1: + dh, 2: + dh + dwte
+  // 1100 rows, 1000 of them weighted: several CPU chunks (256) and two CUDA chunks (1024).
+  const int64_t n = 1100, c = 16, v = 300;
+  std::vector<float> wt = random_vec(n, 90, 0.5f, 2.0f);
+  for (int64_t i = 0; i < n; i += 11) wt[(size_t)i] = 0.0f;  // skipped rows
+  std::vector<int32_t> tg((size_t)n);
+  for (int64_t i = 0; i < n; ++i) tg[(size_t)i] = (int32_t)((i * 37) % v);
+  auto targets = i32(tg);
+  Twin h = f32(random_vec(n * c, 91, -2, 2)), wte = f32(random_vec(v * c, 92)), weight = f32(wt);
+  Twin loss = f32(random_vec(n, 93));  // overwritten
+  Twin dh = mode >= 1 ? f32(random_vec(n * c, 94)) : empty();
+  Twin dwte = mode >= 2 ? f32(random_vec(v * c, 95)) : empty();
+  Twin sc{cpu_->alloc_f32(cpu_->lm_head_ce_scratch(c, v)), gpu_->alloc_f32(gpu_->lm_head_ce_scratch(c, v))};
+  cpu_->lm_head_ce(loss.c, dh.c, dwte.c, h.c, wte.c, targets.c, weight.c, n, c, v, sc.c);
+  gpu_->lm_head_ce(loss.g, dh.g, dwte.g, h.g, wte.g, targets.g, weight.g, n, c, v, sc.g);
+  // Losses ~ log(300) = 5.7: logits from 16-term dot products, expf/logf within 2 ulp, sums of 300
+  // exponentials in another order (<= 300 * 2^-24 = 1.8e-5 relative on the sum, 1.8e-5 absolute on
+  // its log).
+  expect_close(loss, 3e-5, 1e-5, "lm_head_ce loss rows");
+  const std::vector<float> lg = host_gpu(loss);
+  for (int64_t i = 0; i < n; i += 11) EXPECT_EQ(lg[(size_t)i], 0.0f) << "skipped row " << i;
+  // dlogits are probabilities times the weight (<= 2) with the relative error above; dh sums 300
+  // of them times wte (<= 1), dwte sums ~1000 rows in chunks: absolute floors from those sums.
+  if (mode >= 1) expect_close(dh, 2e-5, 1e-4, "lm_head_ce dh");
+  if (mode >= 2) expect_close(dwte, 2e-4, 1e-4, "lm_head_ce dwte (accumulated)");
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaLmHead, ::testing::Values(0, 1, 2));
+
+TEST_F(CudaVsCpu, AdamStepBothVariants) {
+  const int64_t n = 3000;
+  for (bool decoupled : {false, true}) {
+    Twin p = f32(random_vec(n, 100)), g = f32(random_vec(n, 101, -1e-3f, 1e-3f)), m = f32(random_vec(n, 102, -1e-3f, 1e-3f)),
+         v = f32(random_vec(n, 103, 0.0f, 1e-6f));
+    for (int step = 1; step <= 3; ++step) {
+      const double bc1 = 1 - std::pow(0.9, step), bc2 = 1 - std::pow(0.999, step);
+      cpu_->adam_step(p.c, g.c, m.c, v.c, 1e-3, 0.9, 0.999, 1e-8, 0.01, decoupled, bc1, bc2);
+      gpu_->adam_step(p.g, g.g, m.g, v.g, 1e-3, 0.9, 0.999, 1e-8, 0.01, decoupled, bc1, bc2);
+    }
+    // Same float operations in the same order with correctly rounded sqrt and division on both
+    // sides: bitwise expected; 2-ulp slack until verified on a device.
+    const std::string tag = decoupled ? "adamw " : "adam ";
+    expect_close(p, 1e-30, ULP2, tag + "param");
+    expect_close(m, 1e-30, ULP2, tag + "m");
+    expect_close(v, 1e-30, ULP2, tag + "v");
+  }
+}
+
+TEST_F(CudaVsCpu, SumsAreBitwiseEqualToCpu) {
+  for (int64_t n : {0, 1, 4096, 10001}) {  // 10001: three 4096-blocks, the last partial
+    std::vector<float> h = random_vec(n, 110, -3, 5);
+    Twin x = f32(h);
+    // Fixed 4096-element blocks summed sequentially in double, blocks in order: the CPU's exact order.
+    EXPECT_EQ(gpu_->sum(x.g), cpu_->sum(x.c)) << "n " << n;
+    EXPECT_EQ(gpu_->sum_squares(x.g), cpu_->sum_squares(x.c)) << "n " << n;
+  }
+}
