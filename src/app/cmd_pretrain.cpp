@@ -57,6 +57,7 @@ int command_pretrain(const AppContext& ctx) {
     return std::string();
   });
   Gpt2HostModel host = setup_base_model(c, *tok);
+  const int max_length = setup_max_length(c, host.config);
   if (c.dry_run) return 0;
   if (ctx.env.rank != 0) {
     log_rank(LogLevel::DEBUG, "pretrain runs on rank 0; waiting");
@@ -67,7 +68,7 @@ int command_pretrain(const AppContext& ctx) {
 
   ClientCounts counts;
   std::vector<TokenizedExample> all =
-      synth_pretrain_examples(c.run.seed, c.data.pretrain_documents, *tok, c.data.max_length, &counts);
+      synth_pretrain_examples(c.run.seed, c.data.pretrain_documents, *tok, max_length, &counts);
   const size_t n_val = std::max<size_t>(1, all.size() / 20);
   std::vector<TokenizedExample> val(all.end() - static_cast<long>(n_val), all.end());
   all.resize(all.size() - n_val);

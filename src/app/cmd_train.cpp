@@ -68,7 +68,8 @@ double memory_estimate(const Gpt2Config& m, int64_t P, int owned, int max_batch,
 }
 
 void print_plan(const Config& c, const MpiEnv& env, const FederatedDataset& data, const Graph& graph,
-                const GraphNumerics& num, const FederatedRunOptions& o, const Gpt2HostModel& host, int64_t P) {
+                const GraphNumerics& num, const FederatedRunOptions& o, const Gpt2HostModel& host, int64_t P,
+                int max_length) {
   if (env.rank != 0) return;
   std::printf("clients K: %d (%s)\n", o.clients,
               c.run.clients > 0 ? "run.clients" : "the dataset's natural count");
@@ -88,7 +89,7 @@ void print_plan(const Config& c, const MpiEnv& env, const FederatedDataset& data
   std::printf("adapter: %lld floats per client (%s; r = %d, alpha = %g)\n", (long long)P,
               format_bytes(4.0 * P).c_str(), c.lora.rank, c.lora.alpha);
   std::printf("memory per rank (estimate): %s\n",
-              format_bytes(memory_estimate(host.config, P, max_c, c.train.batch_size, c.data.max_length)).c_str());
+              format_bytes(memory_estimate(host.config, P, max_c, c.train.batch_size, max_length)).c_str());
   std::printf("graph: %s, %lld edges\n", graph.description.c_str(), (long long)graph.edge_count());
   if (o.algorithm == Algorithm::MIRA) std::printf("eq. (8): %s\n", num.explanation.c_str());
   std::printf("data: %s\n", data_source_name(c.data.source));
@@ -103,7 +104,7 @@ void print_plan(const Config& c, const MpiEnv& env, const FederatedDataset& data
 
 // seconds: wall time of the rounds run by this process (a resumed run's earlier rounds excluded).
 void print_summary(const FederatedDataset& data, const std::vector<RoundRecord>& recs, int64_t first_round,
-                   double seconds) {
+                   double seconds, int64_t P, int64_t base_params) {
   const RoundRecord* last_eval = nullptr;
   int64_t tokens = 0, bytes = 0, tokens_here = 0;
   for (const auto& r : recs) {
@@ -126,6 +127,12 @@ void print_summary(const FederatedDataset& data, const std::vector<RoundRecord>&
               format_bytes(static_cast<double>(bytes)).c_str(),
               format_bytes(recs.empty() ? 0.0 : static_cast<double>(bytes) / recs.size()).c_str());
   if (last_eval) std::printf("mean test loss over clients (own adapters): %.4f\n", last_eval->test_loss);
+  // The paper's accounting (fp32): a sampled client uploads and downloads its adapter each round;
+  // a client holds the frozen model, its trainable adapter and Adam's two moments.
+  std::printf("paper accounting per client: communication %s per round (adapter up + down), memory %s "
+              "(frozen model %s + adapter %s + Adam moments %s)\n",
+              format_bytes(8.0 * P).c_str(), format_bytes(4.0 * base_params + 12.0 * P).c_str(),
+              format_bytes(4.0 * base_params).c_str(), format_bytes(4.0 * P).c_str(), format_bytes(8.0 * P).c_str());
   std::fflush(stdout);
 }
 
@@ -189,8 +196,10 @@ void metrics_prepare(const std::string& path, int64_t rounds_done, const std::st
 int command_train(const AppContext& ctx) {
   const Config& c = ctx.config;
   const MpiEnv& env = ctx.env;
-  const DataOptions dopt = setup_data_options(c);
+  DataOptions dopt = setup_data_options(c);
   std::unique_ptr<Tokenizer> tok = setup_tokenizer(dopt);
+  Gpt2HostModel host = setup_base_model(c, *tok);
+  dopt.max_length = setup_max_length(c, host.config);
   NiManifest manifest;
   if (dopt.source == DataSource::NI) manifest = ni_manifest_broadcast(dopt, MPI_COMM_WORLD);
   const NiManifest* mp = dopt.source == DataSource::NI ? &manifest : nullptr;
@@ -224,7 +233,6 @@ int command_train(const AppContext& ctx) {
   });
   data->log_counts();
 
-  Gpt2HostModel host = setup_base_model(c, *tok);
   Graph graph;
   GraphNumerics num;
   mpi_agree(MPI_COMM_WORLD, [&] {
@@ -252,7 +260,7 @@ int command_train(const AppContext& ctx) {
   std::unique_ptr<Backend> backend = setup_backend(c);
   Gpt2Model model(*backend, host, lora_config_of(c), optim_config_of(c), c.run.seed);
   if (c.dry_run) {
-    print_plan(c, env, *data, graph, num, o, host, model.adapter_size());
+    print_plan(c, env, *data, graph, num, o, host, model.adapter_size(), dopt.max_length);
     return 0;
   }
 
@@ -269,12 +277,23 @@ int command_train(const AppContext& ctx) {
   const int stale = writer.clean_stale();
   if (stale > 0) log_warn("checkpoint: removed %d unfinished checkpoint file(s) (*.h5.tmp) in %s", stale, ckdir.c_str());
 
+  CheckpointMeta meta;
+  meta.algorithm = fed_algorithm_name(o.algorithm);
+  meta.seed = static_cast<int64_t>(o.seed);
+  meta.config_text = config_to_ini(c, false);
+  meta.base_model_path = c.model.path.empty() ? "preset:" + c.model.preset : c.model.path;
+  if (!c.model.path.empty())  // rank 0 hashes the weights file once; every rank gets the digest
+    meta.base_model_sha256 = mpi_root_produce(MPI_COMM_WORLD, 0, [&] {
+      return sha256_file_hex(c.model.path + "/model.safetensors");
+    });
+  meta.provenance = provenance_text(provenance_run(env, ctx.threads));
+
   FederatedRun run(o, MPI_COMM_WORLD, model, *data, graph, tok->pad_id());
   if (!resume_from.empty()) {
     int64_t done = 0;
     mpi_agree(MPI_COMM_WORLD, [&] {
       done = run_checkpoint_restore(MPI_COMM_WORLD, resume_from, run, model.adapter_layout(), graph,
-                                    fed_algorithm_name(o.algorithm), o.seed);
+                                    fed_algorithm_name(o.algorithm), o.seed, meta);
     });
     log_info("resume: %s holds %lld completed round(s); continuing at round %lld", resume_from.c_str(),
              (long long)done, (long long)done + 1);
@@ -286,13 +305,6 @@ int command_train(const AppContext& ctx) {
            fed_algorithm_name(o.algorithm), K, env.size, o.sampled_per_round, (long long)run.rounds_done() + 1,
            o.rounds, o.metrics_path.c_str());
 
-  CheckpointMeta meta;
-  meta.algorithm = fed_algorithm_name(o.algorithm);
-  meta.seed = static_cast<int64_t>(o.seed);
-  meta.config_text = config_to_ini(c, false);
-  meta.base_model_path = c.model.path.empty() ? "preset:" + c.model.preset : c.model.path;
-  if (!c.model.path.empty() && env.rank == 0) meta.base_model_sha256 = sha256_file_hex(c.model.path + "/model.safetensors");
-  meta.provenance = provenance_text(provenance_run(env, ctx.threads));
   int64_t last_written = run.rounds_done();
   auto save = [&](int64_t done) {
     const std::string path = run_checkpoint_write(writer, run, model.adapter_layout(), graph, meta);
@@ -314,7 +326,8 @@ int command_train(const AppContext& ctx) {
              signals_name(result.signal), (long long)result.rounds_done, path.c_str());
     return 3;
   }
-  if (env.rank == 0) print_summary(*data, run.records(), first_round, seconds);
+  if (env.rank == 0) print_summary(*data, run.records(), first_round, seconds, model.adapter_size(),
+                                   gpt2_param_count(host.config));
   return 0;
 }
 

@@ -45,6 +45,18 @@ Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok) {
   return host;
 }
 
+int setup_max_length(const Config& c, const Gpt2Config& model) {
+  const int n = c.data.max_length;
+  if (n <= model.n_positions) return n;
+  if (c.origin.at("data.max_length") != "default")
+    throw CollectiveUserError(c.origin.at("data.max_length") + ": data.max_length = " + std::to_string(n) +
+                              " exceeds the model's n_positions = " + std::to_string(model.n_positions) + " (" +
+                              model.source + "); allowed: at most " + std::to_string(model.n_positions));
+  log_info("data.max_length: the default %d exceeds the model's n_positions %lld; examples are fitted to %lld tokens",
+           n, (long long)model.n_positions, (long long)model.n_positions);
+  return static_cast<int>(model.n_positions);
+}
+
 std::unique_ptr<Backend> setup_backend(const Config& c) {
   if (c.run.backend == BackendKind::CUDA)
     throw CollectiveUserError("run.backend = cuda: the CUDA backend is not implemented yet (its kernels are "

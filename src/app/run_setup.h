@@ -8,6 +8,7 @@
 #include "app/config.h"
 #include "backend/backend.h"
 #include "data/tokenizer.h"
+#include "model/gpt2_config.h"
 #include "model/gpt2_weights.h"
 #include "runtime/mpi_env.h"
 
@@ -19,6 +20,9 @@ std::unique_ptr<Tokenizer> setup_tokenizer(const DataOptions& d);
 // The base model: model.path (a Hugging Face GPT-2 folder) or model.preset sized for the tokenizer.
 // Refuses a tokenizer whose ids do not fit the model's vocabulary.
 Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok);
+// data.max_length fitted to the model's n_positions: a default longer than the model's context is
+// lowered to it (logged); a value the user set is refused when it does not fit.
+int setup_max_length(const Config& c, const Gpt2Config& model);
 // The compute backend named by run.backend (auto: cuda when usable, else cpu, with a log line).
 std::unique_ptr<Backend> setup_backend(const Config& c);
 // Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts

@@ -93,7 +93,7 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
 
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
-                               uint64_t seed) {
+                               uint64_t seed, const CheckpointMeta& base) {
   const FederatedRunOptions& o = run.options();
   CheckpointReader reader(comm, path, run_checkpoint_layout(adapter, o.clients));
   const CheckpointMeta& meta = reader.meta();
@@ -105,6 +105,14 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
   if (static_cast<uint64_t>(meta.seed) != seed)
     throw CollectiveUserError(where + "it was written with run.seed = " + std::to_string(meta.seed) +
                               ", this run has " + std::to_string(seed));
+  // The base model: by content hash when both sides have one (a moved folder is fine), else by name
+  // (presets are rebuilt from the seed, so their name identifies them).
+  const bool hashes = !meta.base_model_sha256.empty() && !base.base_model_sha256.empty();
+  if (hashes ? meta.base_model_sha256 != base.base_model_sha256 : meta.base_model_path != base.base_model_path)
+    throw CollectiveUserError(where + "it was trained on base model " + meta.base_model_path +
+                              (meta.base_model_sha256.empty() ? "" : " (sha256 " + meta.base_model_sha256 + ")") +
+                              ", this run uses " + base.base_model_path +
+                              (base.base_model_sha256.empty() ? "" : " (sha256 " + base.base_model_sha256 + ")"));
   if (meta.round > o.rounds)
     throw CollectiveUserError(where + "it holds " + std::to_string(meta.round) + " rounds but run.rounds = " +
                               std::to_string(o.rounds));

@@ -25,10 +25,12 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
                                  const Graph& graph, CheckpointMeta meta);
 
 // Collective. Loads `path` (a checkpoint or a directory with `latest`) into `run`: checks that the
-// run's shape (K, modules, algorithm, seed, graph, sampling history) matches, then restores the
-// owned adapters and the records. Returns the rounds done. UserError on every rank otherwise.
+// run's shape (K, modules, algorithm, seed, base model, graph, sampling history) matches, then
+// restores the owned adapters and the records. `base` holds this run's base_model_path and
+// base_model_sha256 (as the writer stores them). Returns the rounds done. UserError on every rank
+// otherwise.
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
-                               uint64_t seed);
+                               uint64_t seed, const CheckpointMeta& base);
 
 }  // namespace mira

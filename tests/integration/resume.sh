@@ -4,9 +4,11 @@
 #   boundary: the stop arrives while the ranks wait after round 3 (run.wait_for_signal_after_round)
 #   midround: the stop arrives during training, after the first checkpoint: the unfinished round is
 #             abandoned and repeated on resume
-# usage: resume.sh MPIEXEC MIRA_HPC boundary|midround ALGORITHM
+# usage: resume.sh MPIEXEC MIRA_HPC boundary|midround ALGORITHM [NP_STRAIGHT NP_STOPPED NP_RESUMED]
+#        (rank counts of the uninterrupted, the stopped and the resumed run; default 2 2 3)
 set -euo pipefail
 mpiexec=$1 bin=$2 mode=$3 algorithm=$4
+np_straight=${5:-2} np_stopped=${6:-2} np_resumed=${7:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 common=(--run.algorithm "$algorithm" --run.clients 8 --federation.sample_fraction 0.5 --train.batch_size 4
@@ -18,13 +20,13 @@ else
   common+=(--run.rounds 10 --train.local_epochs 2 --data.examples_per_client 40)
 fi
 
-"$mpiexec" -n 2 "$bin" train "${common[@]}" --run.output "$work/straight" >"$work/straight.log" 2>&1 ||
+"$mpiexec" -n "$np_straight" "$bin" train "${common[@]}" --run.output "$work/straight" >"$work/straight.log" 2>&1 ||
   { cat "$work/straight.log"; exit 1; }
 
 extra=()
 [ "$mode" = boundary ] && extra=(--run.wait_for_signal_after_round 3)
 first=$([ "$mode" = boundary ] && echo 3 || echo 1)
-"$mpiexec" -n 2 "$bin" train "${common[@]}" "${extra[@]}" --run.output "$work/stopped" >"$work/stopped.log" 2>&1 &
+"$mpiexec" -n "$np_stopped" "$bin" train "${common[@]}" "${extra[@]}" --run.output "$work/stopped" >"$work/stopped.log" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do  # up to 60 s for the first checkpoint
   [ -e "$work/stopped/checkpoints/ckpt-$first.h5" ] && break
@@ -39,7 +41,7 @@ set -e
 if [ "$rc" -ne 3 ]; then echo "stopped run: exit code $rc, expected 3"; cat "$work/stopped.log"; exit 1; fi
 grep -q "stopped by SIGUSR1" "$work/stopped.log" || { echo "no stop message"; cat "$work/stopped.log"; exit 1; }
 
-"$mpiexec" -n 3 "$bin" train "${common[@]}" --run.output "$work/stopped" --resume auto >"$work/resumed.log" 2>&1 ||
+"$mpiexec" -n "$np_resumed" "$bin" train "${common[@]}" --run.output "$work/stopped" --resume auto >"$work/resumed.log" 2>&1 ||
   { cat "$work/resumed.log"; exit 1; }
 grep -q '"type":"resume"' "$work/stopped/metrics.jsonl" || { echo "did not resume"; cat "$work/resumed.log"; exit 1; }
 python3 "$(dirname "$0")/compare_metrics.py" "$work/straight/metrics.jsonl" "$work/stopped/metrics.jsonl"

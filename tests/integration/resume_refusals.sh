@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# What a resume must refuse (exit code 2, one message naming the reason, nothing changed): a run
+# directory that already holds a run without --resume, another base model (same shapes, other
+# weights: found by the SHA-256 of model.safetensors), another seed, another graph, another K; and
+# a corrupted latest checkpoint.
+# usage: resume_refusals.sh MPIEXEC MIRA_HPC FIXTURE_MODEL_DIR
+set -uo pipefail
+mpiexec=$1 bin=$2 fixture=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$fixture" "$work/base"
+base=(--model.path "$work/base" --run.rounds 3 --federation.sample_fraction 1
+      --train.mode steps --train.local_steps 1 --train.batch_size 2 --lora.rank 2
+      --data.examples_per_client 6 --log-level warn)
+common=("${base[@]}" --run.clients 4)
+"$mpiexec" -n 2 "$bin" train "${common[@]}" --run.output "$work/run" >"$work/first.log" 2>&1 ||
+  { cat "$work/first.log"; exit 1; }
+fail=0
+expect() {  # expect NAME REGEX ARGS...: exit code 2 and REGEX once in the output
+  local name=$1 regex=$2
+  shift 2
+  "$mpiexec" -n 2 "$bin" train "$@" >"$work/$name.log" 2>&1
+  local rc=$?
+  local n
+  n=$(grep -cE -- "$regex" "$work/$name.log")
+  if [ "$rc" -ne 2 ] || [ "$n" -ne 1 ]; then
+    echo "FAIL $name: exit $rc (expected 2), /$regex/ matched $n times (expected 1)"
+    cat "$work/$name.log"
+    fail=1
+  else
+    echo "ok   $name"
+  fi
+}
+expect no_resume "already holds a run \(checkpoints/latest\); continue it with --resume auto" \
+  "${common[@]}" --run.output "$work/run"
+expect seed "checkpoint .* does not fit this run: it was written with run.seed = 1234, this run has 5" \
+  "${common[@]}" --run.output "$work/run" --resume auto --run.seed 5
+expect graph "does not fit this run: its graph weights differ" \
+  "${common[@]}" --run.output "$work/run" --resume auto --federation.graph ring
+expect clients "refused, not loaded" \
+  "${base[@]}" --run.output "$work/run" --resume auto --run.clients 5
+# Another base model with the same shapes: change one weight byte near the end of the file.
+size=$(stat -c %s "$work/base/model.safetensors")
+printf '\x55' | dd of="$work/base/model.safetensors" bs=1 seek=$((size - 3)) conv=notrunc status=none
+expect base_model "does not fit this run: it was trained on base model .*sha256" \
+  "${common[@]}" --run.output "$work/run" --resume auto
+cp "$fixture/model.safetensors" "$work/base/model.safetensors"
+# A corrupted checkpoint: flip a byte in the middle of the latest file.
+latest=$(readlink -f "$work/run/checkpoints/latest")
+lsize=$(stat -c %s "$latest")
+printf '\xff' | dd of="$latest" bs=1 seek=$((lsize / 2)) conv=notrunc status=none
+expect corrupt "refused, not loaded" "${common[@]}" --run.output "$work/run" --resume auto
+exit $fail
