@@ -3,10 +3,10 @@
 # CheckpointReader) beside plain MPI-IO (MPI_File_write_at_all / MPI_File_read_at_all) of the same
 # bytes into one shared file with the same fsync, on several rank counts. Reads are cold (the
 # file's pages are dropped from the page cache first). Program: bench/checkpoint_main.cpp.
-#   bench/run.sh checkpoint [--ranks "1 4 8"] [--K 16] [--cases "paper larger"] [--repeat 2]
+#   bench/run.sh checkpoint [--ranks "1 4 8"] [--K 16] [--r 16] [--cases "paper larger"] [--repeat 2]
 #                           [--dir DIR] [--io default|ompio|romio321]
 # Cases (GPT-2 large shape: 36 layers, width 1280, r 16 on attn.c_attn + attn.c_proj + mlp.c_proj,
-# 32.4 MB of adapter per client):
+# 32.4 MB of float32 adapter per client at r 16; --r 4 gives 8.1 MB = 7.7 MiB):
 #   paper  : adapters only (what the paper's run stores per client)
 #   larger : adapters + Adam moments + step (3x the bytes: a resumable checkpoint with optimiser state)
 # --K: clients (the paper has 80; 16 keeps a run here under ~3 minutes and 5 GB of memory).
@@ -17,12 +17,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-ranks="1 4 8" K=16 cases="paper larger" repeat=2 dir="" io=default
+ranks="1 4 8" K=16 r=16 cases="paper larger" repeat=2 dir="" io=default
 while [ $# -gt 0 ]; do
   case $1 in
-    --ranks) ranks=$2 ;; --K) K=$2 ;; --cases) cases=$2 ;; --repeat) repeat=$2 ;;
+    --ranks) ranks=$2 ;; --K) K=$2 ;; --r) r=$2 ;; --cases) cases=$2 ;; --repeat) repeat=$2 ;;
     --dir) dir=$2 ;; --io) io=$2 ;;
-    *) echo "bench/checkpoint.sh: unknown option $1 (allowed: --ranks --K --cases --repeat --dir --io)" >&2; exit 2 ;;
+    *) echo "bench/checkpoint.sh: unknown option $1 (allowed: --ranks --K --r --cases --repeat --dir --io)" >&2; exit 2 ;;
   esac
   shift 2
 done
@@ -44,7 +44,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # settings are what we measure); docs/results.md says what to use on cluster file systems.
 mca=()
 [ "$io" = default ] || mca=(--mca io "$io")
-echo "checkpoint bench: $bin, dir $dir, ranks [$ranks], K $K, cases [$cases], repeat $repeat, MPI-IO component: $io, HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-unset}" >&2
+echo "checkpoint bench: $bin, dir $dir, ranks [$ranks], K $K, r $r, cases [$cases], repeat $repeat, MPI-IO component: $io, HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-unset}" >&2
 for c in $cases; do
   case $c in
     paper) args=(--optimizer 0) ;;
@@ -54,6 +54,6 @@ for c in $cases; do
   for np in $ranks; do
     echo "== case $c, np $np" >&2
     mpirun -n "$np" --oversubscribe --bind-to none "${mca[@]}" "$bin" --dir "$dir" --K "$K" --layers 36 --width 1280 \
-      --r 16 --repeat "$repeat" --shape-name gpt2-large-shape "${args[@]}"
+      --r "$r" --repeat "$repeat" --shape-name gpt2-large-shape "${args[@]}"
   done
 done

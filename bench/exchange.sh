@@ -6,7 +6,7 @@
 # k-regular round and the modelled crossover degree where Allgather wins (lines marked "modelled").
 # Program: bench/exchange_main.cpp.
 #   bench/run.sh exchange [--ranks "2 3 4 5 6 7 8"] [--sizes 1024,65536,262144,1048576,4194304,8388608]
-#                         [--degree 4] [--budget 0.4]
+#                         [--degree 4] [--budget 0.4] [--fit-min 1048576]
 # Rank counts above the core count run oversubscribed (marked in each config): the figures then
 # describe the method on this machine's shared memory, not a cluster network.
 # One JSON line per figure on stdout; for times ratio = MPI_Allgather / ours (higher is better for
@@ -15,11 +15,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-ranks="2 3 4 5 6 7 8" sizes=1024,65536,262144,1048576,4194304,8388608 degree=4 budget=0.4
+ranks="2 3 4 5 6 7 8" sizes=1024,65536,262144,1048576,4194304,8388608 degree=4 budget=0.4 fit_min=1048576
 while [ $# -gt 0 ]; do
   case $1 in
-    --ranks) ranks=$2 ;; --sizes) sizes=$2 ;; --degree) degree=$2 ;; --budget) budget=$2 ;;
-    *) echo "bench/exchange.sh: unknown option $1 (allowed: --ranks --sizes --degree --budget)" >&2; exit 2 ;;
+    --ranks) ranks=$2 ;; --sizes) sizes=$2 ;; --degree) degree=$2 ;; --budget) budget=$2 ;; --fit-min) fit_min=$2 ;;
+    *) echo "bench/exchange.sh: unknown option $1 (allowed: --ranks --sizes --degree --budget --fit-min)" >&2; exit 2 ;;
   esac
   shift 2
 done
@@ -38,5 +38,5 @@ for np in $ranks; do
   note="cores$cores"
   [ "$np" -gt "$cores" ] && note="oversubscribed(np>cores=$cores)"
   echo "== np $np ($note)" >&2
-  mpirun -n "$np" --oversubscribe --bind-to none "$bin" --sizes "$sizes" --degree "$degree" --budget "$budget" --note "$note"
+  mpirun -n "$np" --oversubscribe --bind-to none "$bin" --sizes "$sizes" --degree "$degree" --budget "$budget" --fit-min "$fit_min" --note "$note"
 done

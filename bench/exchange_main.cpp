@@ -2,14 +2,14 @@
 // (comm/mpi_exchange.h: dist-graph communicator built once, MPI_Neighbor_alltoallv, packing
 // included) with one client per rank, on a ring and on a k-regular circulant graph, beside
 // MPI_Allgather of every rank's adapter (what a method that ships all K adapters to everyone moves).
-// From the ring figures it fits the cost model t(round) = deg * (alpha + bytes / beta) (least squares
-// of t/deg against bytes over the adapter sizes), reports how well it predicts the k-regular
+// From the ring figures it fits the cost model t(round) = deg * (alpha + bytes / beta) (alpha from the
+// smallest size, beta from the sizes >= --fit-min), reports how well it predicts the k-regular
 // round, and the modelled crossover degree above which Allgather (K - 1 adapters received per rank)
 // becomes cheaper than the neighbourhood exchange (deg adapters). Modelled figures say so.
 // Run under mpirun by bench/exchange.sh; rank 0 prints one JSON line per figure on stdout and
 // human text on stderr. Times: median over iterations of the slowest rank's time of one round.
 //   bench_exchange [--sizes 1024,65536,262144,1048576,4194304,8388608] [--degree 4] [--min-iters 5] [--max-iters 200]
-//                  [--budget 0.4] [--note oversubscribed]
+//                  [--budget 0.4] [--fit-min 1048576] [--note oversubscribed]
 #include <mpi.h>
 
 #include <algorithm>
@@ -36,6 +36,7 @@ struct Options {
   int degree = 4;                                           // k of the k-regular graph
   int min_iters = 5, max_iters = 200;
   double budget = 0.4;  // seconds of measured calls per method and size, once min_iters are done
+  int64_t fit_min = 1 << 20;  // smallest size in the bandwidth fit (bytes)
   std::string note;
 };
 
@@ -62,8 +63,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--max-iters") o.max_iters = std::stoi(val());
     else if (a == "--budget") o.budget = std::stod(val());
     else if (a == "--note") o.note = val();
+    else if (a == "--fit-min") o.fit_min = std::stoll(val());
     else throw UserError("bench_exchange: unknown option " + a +
-                         " (allowed: --sizes --degree --min-iters --max-iters --budget --note)");
+                         " (allowed: --sizes --degree --min-iters --max-iters --budget --fit-min --note)");
   }
   for (int64_t b : o.sizes)
     if (b < 4 || b % 4 != 0) throw UserError("bench_exchange: --sizes are bytes, multiples of 4 (float adapters)");
@@ -200,30 +202,32 @@ int run(int argc, char** argv) {
   }
   if (K < 2 || rows.size() < 2) return 0;
 
-  // Fit t/deg = alpha + bytes/beta on the ring rows: least squares of the RELATIVE error (weights
-  // 1/y^2), so the small sizes (latency-bound, microseconds) count as much as the large ones
-  // (bandwidth-bound, milliseconds); plain least squares would let the largest size set everything.
-  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const Row& r : rows) {
-    const double x = double(r.bytes), y = r.ring_s / deg_ring, w = 1.0 / (y * y);
-    sw += w, sx += w * x, sy += w * y, sxx += w * x * x, sxy += w * x * y;
-  }
-  double slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx);  // s per byte = 1/beta
-  double alpha = (sy - slope * sx) / sw;
-  bool clamped = false;
-  if (alpha < 0) {  // a negative latency means the sizes do not follow a line; fit through 0 instead
-    alpha = 0, clamped = true;
-    slope = sxy / sxx;
-  }
-  const double beta = 1.0 / slope;
-  const std::string mcfg =
-      base + " fit on ring deg" + std::to_string(deg_ring) + (clamped ? " alpha-clamped-to-0" : "") + " sizes";
+  // Fit t/deg = alpha + bytes/beta on the ring rows. alpha: the per-neighbour time of the smallest
+  // size (latency-bound). beta: least squares of the RELATIVE error over the sizes >= --fit-min
+  // (bandwidth-bound; real adapters are MBs), with alpha fixed. One straight line through every size
+  // fits badly on shared memory: messages that stay in cache move several times faster than those
+  // that do not, so small and large sizes follow different lines.
+  const Row& smallest = *std::min_element(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.bytes < b.bytes; });
+  const double alpha = smallest.ring_s / deg_ring;
+  double num = 0, den = 0;
   std::string sizes_txt;
-  for (const Row& r : rows) sizes_txt += (sizes_txt.empty() ? "" : ",") + size_name(r.bytes);
+  for (const Row& r : rows) {
+    if (r.bytes < o.fit_min) continue;
+    const double x = double(r.bytes), y = r.ring_s / deg_ring;
+    num += x * (y - alpha) / (y * y), den += x * x / (y * y);
+    sizes_txt += (sizes_txt.empty() ? "" : ",") + size_name(r.bytes);
+  }
+  if (den == 0) {
+    std::fprintf(stderr, "model: no size >= --fit-min %lld bytes; no fit\n", (long long)o.fit_min);
+    return 0;
+  }
+  const double beta = den / num;  // bytes per second
+  const std::string mcfg = base + " fit on ring deg" + std::to_string(deg_ring) + " alpha@" + size_name(smallest.bytes) +
+                           " beta@";
   std::fprintf(stderr, "model (ring fit, %s): alpha %.1f us, beta %.1f MB/s per neighbour\n", base.c_str(), alpha * 1e6,
                beta / 1e6);
-  json("model_alpha_us", alpha * 1e6, "us", nullptr, 0, 0, mcfg + " " + sizes_txt + " modelled", true);
-  json("model_beta_MBps", beta / 1e6, "MB/s", nullptr, 0, 0, mcfg + " " + sizes_txt + " modelled", true);
+  json("model_alpha_us", alpha * 1e6, "us", nullptr, 0, 0, mcfg + sizes_txt + " modelled", true);
+  json("model_beta_MBps", beta / 1e6, "MB/s", nullptr, 0, 0, mcfg + sizes_txt + " modelled", true);
   for (const Row& r : rows) {
     const double per = alpha + double(r.bytes) / beta;  // modelled cost of one neighbour's adapter
     const double pred = deg_kreg * per;

@@ -7,8 +7,8 @@
 #   bench/run.sh train_cpu [--threads 2] [--seq 512] [--batch 4] [--r 16] [--steps 3] [--warmup 1] [--repeat 1]
 # --repeat N alternates ours/peer N times and reports the best tokens/s of each (a shared machine's
 # load only ever slows a run down).
-# Our driver binary: $MIRA_TRAIN_CPU_BIN, else <build>/train_cpu_main from the CMake target
-# train_cpu_main (see docs/model.md for the three CMake lines), else build-*/train_cpu_main.
+# Our driver binary: $MIRA_TRAIN_CPU_BIN, else ${MIRA_BUILD_DIR:-build/ci}/bench/train_cpu_main (the
+# CMake target train_cpu_main, bench/CMakeLists.txt).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
 done
 bin=${MIRA_TRAIN_CPU_BIN:-}
 if [ -z "$bin" ]; then
-  for cand in "$root"/build/train_cpu_main "$root"/build/bench/train_cpu_main "$root"/build-*/train_cpu_main; do
+  for cand in "${MIRA_BUILD_DIR:-$root/build/ci}"/bench/train_cpu_main "$root"/build/*/bench/train_cpu_main; do
     if [ -x "$cand" ]; then bin=$cand; break; fi
   done
 fi

@@ -220,6 +220,7 @@ int command_train(const AppContext& ctx) {
   o.local_epochs = c.train.local_epochs;
   o.local_steps = c.train.local_steps;
   o.batch_size = c.train.batch_size;
+  o.keep_optimizer = c.optim.keep_state;
   o.eval_every = c.eval.every;
 
   std::unique_ptr<FederatedDataset> data;
@@ -273,7 +274,7 @@ int command_train(const AppContext& ctx) {
   }
   o.wait_for_signal_after_round = c.run.wait_for_signal_after_round;
   const std::string ckdir = c.run.output + "/checkpoints";
-  CheckpointWriter writer(MPI_COMM_WORLD, ckdir, run_checkpoint_layout(model.adapter_layout(), K));
+  CheckpointWriter writer(MPI_COMM_WORLD, ckdir, run_checkpoint_layout(model.adapter_layout(), K, o.keep_optimizer));
   const int stale = writer.clean_stale();
   if (stale > 0) log_warn("checkpoint: removed %d unfinished checkpoint file(s) (*.h5.tmp) in %s", stale, ckdir.c_str());
 

@@ -56,6 +56,7 @@ struct Config {
     double weight_decay;
     double grad_clip;        // max global grad norm; 0 = off
     double beta1, beta2, eps;
+    bool keep_state;         // Adam moments persist per client across rounds (false: authors' code)
   } optim;
   struct Train {
     LocalMode mode;

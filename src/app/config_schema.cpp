@@ -259,6 +259,15 @@ std::vector<ConfigKey> build_keys() {
                             [](Config& c) -> double& { return c.optim.beta2; }));
   keys.push_back(key_double("optim", "eps", 1e-8, 1e-30, 1, "Adam epsilon",
                             [](Config& c) -> double& { return c.optim.eps; }));
+  {
+    ConfigKey k{"optim", "keep_state", "true | false", "false",
+                "false: Adam is re-created every round (authors' code); true: each client's Adam moments "
+                "persist across rounds, travel with its adapter and are checkpointed",
+                nullptr, nullptr};
+    k.set = [](Config& c, const std::string& v) { c.optim.keep_state = config_parse_bool(v); };
+    k.get = [](const Config& c) { return std::string(c.optim.keep_state ? "true" : "false"); };
+    keys.push_back(k);
+  }
   // [train]
   keys.push_back(key_enum<LocalMode>("train", "mode", "epochs",
       {{"epochs", LocalMode::EPOCHS}, {"steps", LocalMode::STEPS}},

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -56,12 +57,13 @@ FederatedRun::FederatedRun(const FederatedRunOptions& opts, MPI_Comm comm, Gpt2M
              "K mismatch: options " + std::to_string(opts_.clients) + ", data " + std::to_string(data_.num_clients()) +
                  ", graph " + std::to_string(graph_.K));
   P_ = static_cast<size_t>(model_.adapter_size());
+  S_ = opts_.keep_optimizer ? 3 * P_ : P_;
   owner_ = assignment_owners(opts_.clients, size_);
-  std::vector<float> init(P_);
+  std::vector<float> init(S_, 0.0f);    // adapter, then zero Adam moments when they are kept
   model_.initial_adapter(init.data());  // all clients start from the same adapter (MIRA.md, Setting)
   for (int k = 0; k < opts_.clients; ++k)
     if (owner_[k] == rank_) owned_[k] = init;
-  if (opts_.algorithm == Algorithm::FEDIT) global_ = init;
+  if (opts_.algorithm == Algorithm::FEDIT) global_.assign(init.begin(), init.begin() + P_);
   exchange_ = std::make_unique<MpiAdapterExchange>(comm_, owner_, graph_.neighbours, P_);
   for (int64_t t = 0; t < opts_.rounds; ++t)
     sample_history_.push_back(sampler_sample(opts_.seed, t, opts_.clients, opts_.sampled_per_round));
@@ -92,7 +94,17 @@ int64_t FederatedRun::times_trained_before(int k, int64_t t) const {
   return n;
 }
 
-void FederatedRun::train_client(int k, int64_t t, double* loss_sum, double* tokens) {
+int64_t FederatedRun::steps_per_round(int k) const {
+  if (opts_.steps_mode) return opts_.local_steps;
+  const int64_t n = data_.client(k).counts.train;
+  return opts_.local_epochs * ((n + opts_.batch_size - 1) / opts_.batch_size);
+}
+
+int64_t FederatedRun::optimizer_step(int k, int64_t rounds) const {
+  return opts_.keep_optimizer ? times_trained_before(k, rounds) * steps_per_round(k) : 0;
+}
+
+void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum, double* tokens) {
   const auto& train = data_.train(k);
   ClientBatcher batcher(&train, opts_.seed, k, pad_id_);
   const int64_t before = times_trained_before(k, t);
@@ -108,7 +120,11 @@ void FederatedRun::train_client(int k, int64_t t, double* loss_sum, double* toke
     cursor.epoch = before * opts_.local_epochs;
   }
   batcher.set_cursor(cursor);
-  model_.reset_optimizer();  // authors' code: the optimiser is re-created every round
+  MIRA_CHECK(steps == steps_per_round(k), "steps per round of client " + std::to_string(k));
+  if (opts_.keep_optimizer)
+    model_.set_optimizer_state(state + P_, state + 2 * P_, before * steps);
+  else
+    model_.reset_optimizer();  // authors' code: the optimiser is re-created every round
   for (int64_t i = 0; i < steps; ++i) {
     if (signals_pending()) return;  // the round will be abandoned: stop at this step boundary
     Batch b = opts_.steps_mode ? batcher.next_batch_full(opts_.batch_size, 0) : batcher.next_batch(opts_.batch_size, 0);
@@ -116,6 +132,10 @@ void FederatedRun::train_client(int k, int64_t t, double* loss_sum, double* toke
     const double loss = model_.train_step(view_of(b), StepContext{k, before * steps + i});
     *loss_sum += loss * n;
     *tokens += n;
+  }
+  if (opts_.keep_optimizer) {
+    int64_t step = 0;
+    model_.get_optimizer_state(state + P_, state + 2 * P_, &step);
   }
 }
 
@@ -171,13 +191,13 @@ RoundRecord FederatedRun::run_round(int64_t t) {
   // FedIT: every sampled client starts from the global adapter.
   if (opts_.algorithm == Algorithm::FEDIT)
     for (int k : rec.sampled)
-      if (owner_[k] == rank_) owned_[k] = global_;
+      if (owner_[k] == rank_) std::copy(global_.begin(), global_.end(), owned_[k].begin());
 
   AdapterLookup lookup = [&](int k) -> float* {
     auto it = owned_.find(k);
     if (it != owned_.end()) return it->second.data();
     auto& v = visiting_[k];
-    v.resize(P_);
+    v.resize(S_);
     return v.data();
   };
   double phase[4] = {0, 0, 0, 0};  // this rank's seconds per phase (kRoundPhases)
@@ -187,7 +207,7 @@ RoundRecord FederatedRun::run_round(int64_t t) {
     phase[p] += now - mark;
     mark = now;
   };
-  exchange_->move(plan.to_workers, lookup, P_);
+  exchange_->move(plan.to_workers, lookup, S_);
   bytes += exchange_->last_stats().bytes_sent;
   lap(1);
 
@@ -197,12 +217,12 @@ RoundRecord FederatedRun::run_round(int64_t t) {
     float* adapter = lookup(k);
     model_.set_adapter(adapter);
     double loss_sum = 0, tokens = 0;
-    train_client(k, t, &loss_sum, &tokens);
+    train_client(k, t, adapter, &loss_sum, &tokens);
     model_.get_adapter(adapter);
     trained.insert(trained.end(), {static_cast<double>(k), loss_sum, tokens});
   }
   lap(0);
-  exchange_->move(plan.to_owners, lookup, P_);
+  exchange_->move(plan.to_owners, lookup, S_);
   bytes += exchange_->last_stats().bytes_sent;
   visiting_.clear();
 
@@ -219,7 +239,7 @@ RoundRecord FederatedRun::run_round(int64_t t) {
     for (int k = 0; k < opts_.clients; ++k) sizes[k] = data_.client(k).counts.train;
     fedit_step(*exchange_, rec.sampled, sizes, owned, global_.data());
     bytes += exchange_->last_stats().bytes_sent;
-    for (auto& [k, a] : owned_) a = global_;
+    for (auto& [k, a] : owned_) std::copy(global_.begin(), global_.end(), a.begin());
   }
   lap(1);
 
@@ -338,7 +358,7 @@ void FederatedRun::restore(int64_t rounds_done, std::map<int, std::vector<float>
                            std::vector<RoundRecord> records) {
   MIRA_CHECK(rounds_done >= 0 && rounds_done <= opts_.rounds, "rounds_done " + std::to_string(rounds_done));
   for (const auto& [k, a] : owned)
-    MIRA_CHECK(owner_[k] == rank_ && a.size() == P_, "restored adapter of client " + std::to_string(k));
+    MIRA_CHECK(owner_[k] == rank_ && a.size() == S_, "restored state of client " + std::to_string(k));
   MIRA_CHECK(owned.size() == owned_.size(), "restored adapters do not cover the owned clients");
   owned_ = std::move(owned);
   if (opts_.algorithm == Algorithm::FEDIT) {

@@ -32,6 +32,7 @@ struct FederatedRunOptions {
   bool steps_mode = false;       // R = local_steps optimiser steps, else R = local_epochs epochs
   int local_epochs = 1;
   int local_steps = 1;
+  bool keep_optimizer = false;   // Adam moments persist per client across rounds (else re-created)
   int batch_size = 8;
   int eval_every = 1;
   int wait_for_signal_after_round = -1;  // testing: after round N (1-based) wait for a stop signal
@@ -95,15 +96,21 @@ class FederatedRun {
                std::vector<RoundRecord> records);
   const std::vector<float>& global_adapter() const { return global_; }
 
-  // Owned adapters (P floats each), by client id: for checkpoints and export.
+  // Owned client states by client id: the adapter (P floats), followed, with keep_optimizer, by
+  // Adam's first and second moments (P each): for checkpoints and export.
   const std::map<int, std::vector<float>>& owned_adapters() const { return owned_; }
   std::map<int, std::vector<float>>& owned_adapters() { return owned_; }
   // The clients a rank needs data for over the whole run (owned + trained anywhere): for loading.
   static std::vector<int> clients_needed(const FederatedRunOptions& opts, int ranks, int rank);
+  size_t adapter_floats() const { return P_; }
+  size_t state_floats() const { return S_; }  // P, or 3P with keep_optimizer
+  // Adam steps client k has taken after `rounds` rounds (keep_optimizer: the bias-correction count).
+  int64_t optimizer_step(int k, int64_t rounds) const;
 
  private:
   RoundRecord run_round(int64_t t);
-  void train_client(int k, int64_t t, double* loss_sum, double* tokens);
+  void train_client(int k, int64_t t, float* state, double* loss_sum, double* tokens);
+  int64_t steps_per_round(int k) const;
   bool agree_stop();  // collective: did any rank receive a stop signal?
   int64_t times_trained_before(int k, int64_t t) const;
   std::vector<double> evaluate_owned();
@@ -119,7 +126,8 @@ class FederatedRun {
   const FederatedDataset& data_;
   const Graph& graph_;
   int32_t pad_id_;
-  size_t P_;
+  size_t P_;                                     // adapter floats
+  size_t S_;                                     // state floats per client (P or 3P)
   std::vector<int> owner_;                       // (K)
   std::map<int, std::vector<float>> owned_;      // client -> adapter (P)
   std::map<int, std::vector<float>> visiting_;   // adapters trained here for another owner

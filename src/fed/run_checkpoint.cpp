@@ -25,7 +25,7 @@ const AdapterBlock& block(const AdapterLayout& a, size_t module, bool is_b) {
 
 }  // namespace
 
-CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K) {
+CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K, bool optimizer) {
   CheckpointLayout l;
   l.clients = K;
   for (size_t i = 0; i < adapter.modules.size(); ++i) {
@@ -40,7 +40,7 @@ CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K) 
     s.out_features = b.rows;
     l.modules.push_back(s);
   }
-  l.optimizer = false;
+  l.optimizer = optimizer;
   l.cursor_width = 0;
   return l;
 }
@@ -51,16 +51,24 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
   const FederatedRunOptions& o = run.options();
   meta.round = rounds;
   std::vector<ClientSlices> owned;
+  const bool moments = o.keep_optimizer;
+  const int64_t P = adapter.total;
   for (const auto& [k, flat] : run.owned_adapters()) {
     ClientSlices s;
     s.client = k;
     for (size_t i = 0; i < adapter.modules.size(); ++i) {
       for (bool is_b : {false, true}) {
         const AdapterBlock& b = block(adapter, i, is_b);
-        std::vector<float> v(flat.begin() + b.offset, flat.begin() + b.offset + b.layers * b.rows * b.cols);
-        (is_b ? s.lora_B : s.lora_A).push_back(std::move(v));
+        const int64_t n = b.layers * b.rows * b.cols;
+        auto part = [&](int64_t base) { return std::vector<float>(flat.begin() + base + b.offset, flat.begin() + base + b.offset + n); };
+        (is_b ? s.lora_B : s.lora_A).push_back(part(0));
+        if (moments) {  // the state buffer is adapter | exp_avg | exp_avg_sq, each in the adapter layout
+          (is_b ? s.lora_B_exp_avg : s.lora_A_exp_avg).push_back(part(P));
+          (is_b ? s.lora_B_exp_avg_sq : s.lora_A_exp_avg_sq).push_back(part(2 * P));
+        }
       }
     }
+    s.optimizer_step = run.optimizer_step(k, rounds);
     owned.push_back(std::move(s));
   }
   CheckpointGlobals g;
@@ -95,7 +103,7 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
                                uint64_t seed, const CheckpointMeta& base) {
   const FederatedRunOptions& o = run.options();
-  CheckpointReader reader(comm, path, run_checkpoint_layout(adapter, o.clients));
+  CheckpointReader reader(comm, path, run_checkpoint_layout(adapter, o.clients, o.keep_optimizer));
   const CheckpointMeta& meta = reader.meta();
   const std::string where = "checkpoint " + reader.path() + " does not fit this run: ";
   // Identical on every rank (the reader broadcasts the metadata), so these throws agree.
@@ -142,16 +150,24 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
   std::map<int, std::vector<float>> owned;
   std::vector<float> global;
   for (size_t j = 0; j < slices.size(); ++j) {
-    std::vector<float> flat(P);
+    std::vector<float> flat(run.state_floats());
+    const ClientSlices& sl = slices[j];
     for (size_t i = 0; i < adapter.modules.size(); ++i)
       for (bool is_b : {false, true}) {
         const AdapterBlock& b = block(adapter, i, is_b);
-        const auto& v = (is_b ? slices[j].lora_B : slices[j].lora_A)[i];
-        MIRA_CHECK(static_cast<int64_t>(v.size()) == b.layers * b.rows * b.cols, "slice size");
-        std::copy(v.begin(), v.end(), flat.begin() + b.offset);
+        auto put = [&](const std::vector<std::vector<float>>& parts, size_t base) {
+          const auto& v = parts.at(i);
+          MIRA_CHECK(static_cast<int64_t>(v.size()) == b.layers * b.rows * b.cols, "slice size");
+          std::copy(v.begin(), v.end(), flat.begin() + base + b.offset);
+        };
+        put(is_b ? sl.lora_B : sl.lora_A, 0);
+        if (o.keep_optimizer) {
+          put(is_b ? sl.lora_B_exp_avg : sl.lora_A_exp_avg, P);
+          put(is_b ? sl.lora_B_exp_avg_sq : sl.lora_A_exp_avg_sq, 2 * P);
+        }
       }
     const int k = static_cast<int>(slices[j].client);
-    if (fedit && k == 0) global = flat;
+    if (fedit && k == 0) global.assign(flat.begin(), flat.begin() + P);
     if (!(extra && j == 0)) owned[k] = std::move(flat);
   }
   // Records from the metric tables.

@@ -2,8 +2,8 @@
 // history, per-round records, graph) onto the HDF5 checkpoint format (io/checkpoint.h) and back.
 // What is stored and why (docs/checkpoint-format.md):
 //   - adapters: every client's LoRA A and B per module type, /adapters/<module>/lora_A [K, L, r, in];
-//   - no optimiser moments: the authors' Adam is re-created every round, so a round boundary holds
-//     none;
+//   - optimiser moments only with optim.keep_state (the authors' Adam is re-created every round, so
+//     a round boundary then holds none); the Adam step count is stored too (it is derived anyway);
 //   - no data cursors: a client's cursor and dropout step are functions of how often it was sampled
 //     before (the sampling history is stored and checked on resume);
 //   - metrics: [rounds, K] train and test losses, [rounds, 1] tokens, seconds, bytes, active edges.
@@ -18,7 +18,7 @@
 
 namespace mira {
 
-CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K);
+CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K, bool optimizer);
 
 // Collective. Writes the state after run.rounds_done() rounds through `writer`; returns the path.
 std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& run, const AdapterLayout& adapter,

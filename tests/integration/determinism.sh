@@ -11,6 +11,9 @@ common=(--run.algorithm "$algorithm" --run.clients 8 --federation.sample_fractio
         --train.mode steps --train.local_steps 2 --train.batch_size 4 --lora.rank 4 --lora.dropout 0.1
         --optim.lr 1e-3 --data.examples_per_client 12 --log-level warn)
 if [ "$algorithm" = mira ]; then common+=(--mira.lambda 20 --federation.graph random); fi
+# Extra options from the environment (e.g. MIRA_TEST_EXTRA="--optim.keep_state true").
+read -r -a extra_opts <<< "${MIRA_TEST_EXTRA:-}"
+common+=("${extra_opts[@]}")
 run() {  # run NAME RANKS THREADS
   OMP_NUM_THREADS=$3 "$mpiexec" -n "$2" "$bin" train "${common[@]}" --run.threads "$3" --run.output "$work/$1" >"$work/$1.log" 2>&1 ||
     { cat "$work/$1.log"; exit 1; }

@@ -14,6 +14,9 @@ trap 'rm -rf "$work"' EXIT
 common=(--run.algorithm "$algorithm" --run.clients 8 --federation.sample_fraction 0.5 --train.batch_size 4
         --lora.rank 4 --lora.dropout 0.1 --optim.lr 1e-3 --log-level warn)
 if [ "$algorithm" = mira ]; then common+=(--mira.lambda 20); fi
+# Extra options from the environment (e.g. MIRA_TEST_EXTRA="--optim.keep_state true").
+read -r -a extra_opts <<< "${MIRA_TEST_EXTRA:-}"
+common+=("${extra_opts[@]}")
 if [ "$mode" = boundary ]; then
   common+=(--run.rounds 6 --train.mode steps --train.local_steps 2 --data.examples_per_client 12)
 else
