@@ -45,8 +45,7 @@ sysvinit-utils tar tzdata usr-is-merged util-linux util-linux-extra zlib1g"
 # to start ranks on other nodes (the device is one node).
 skip="cdebconf libdebian-installer4 libnewt0.52 libslang2 libtextwrap1 install-info readline-common
 libreadline8 openssh-client libedit2 libfido2-1 libcbor0.8 libbsd0 libxext6 libxau6 libxdmcp6 libxcb1 libx11-6
-libx11-data libxnvctrl0 ocl-icd-libopencl1 libssl3 libgssapi-krb5-2 libkrb5-3 libk5crypto3
-libkrb5support0 libkeyutils1"
+libx11-data libxnvctrl0 ocl-icd-libopencl1"
 
 if [ -n "${MIRA_BUNDLE_BASELINE:-}" ]; then
   baseline=$(cat "$MIRA_BUNDLE_BASELINE")
@@ -103,11 +102,13 @@ PY
   # Debian's alternatives are set up by maintainer scripts, which dpkg -x does not run.
   ln -sf mpirun.openmpi "$_r/usr/bin/mpirun"
   ln -sf mpiexec.openmpi "$_r/usr/bin/mpiexec"
+  ln -sf ../libpsm1/libpsm_infinipath.so.1.16 "$_r/usr/lib/x86_64-linux-gnu/libpsm_infinipath.so.1"
   touch "$_r/.unpacked"
 fi
 _lib=$_r/usr/lib/x86_64-linux-gnu
 export PATH=$MIRA_BUNDLE/bin:$_r/usr/bin:$PATH
-export LD_LIBRARY_PATH=$_lib:$_lib/openmpi/lib:$_lib/openblas-openmp:$_lib/pmix2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Some bookworm packages still install under /lib (before the /usr merge): both trees.
+export LD_LIBRARY_PATH=$_lib:$_r/lib/x86_64-linux-gnu:$_lib/openmpi/lib:$_lib/openblas-openmp:$_lib/pmix2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export OPAL_PREFIX=$_r/usr                       # OpenMPI: install prefix moved from /usr
 export OPAL_SYSCONFDIR=$_r/etc/openmpi           # openmpi-mca-params.conf (outside the prefix)
 export PMIX_INSTALL_PREFIX=$_lib/pmix2           # PMIx: its own prefix and MCA components
@@ -127,23 +128,31 @@ export LD_LIBRARY_PATH
 unset _r _lib _d _n
 ENV
 
-# Local check: unpack into a scratch root and list, for each --bin, the libraries that would come
-# neither from the bundle nor from a baseline package nor from CUDA (those would be missing there).
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$tmp"; done
-lib=$tmp/usr/lib/x86_64-linux-gnu
+# Local check of env.sh itself: source it in a subshell (it unpacks into .bundle/root) and list,
+# for each --bin and each library / launcher of the bundle (not the dlopen'ed MCA plugins), the
+# libraries that would come neither from the bundle nor from a baseline package nor from CUDA -
+# those would be missing on the device. .bundle/root is removed afterwards (the device unpacks).
 missing=0
-for b in "${bins[@]}"; do
-  while read -r so path; do
-    case "$path" in "$tmp"/*|/usr/local/cuda*|"") continue ;; esac
-    owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -1 | cut -d: -f1 || true)
-    if [ -z "$owner" ] || [ -z "${have[$owner]:-}" ] || [[ " $skip " == *" $owner "* ]]; then
-      echo "device-bundle: $(basename "$b") needs $so ($path, package ${owner:-?}) which the bundle lacks" >&2
-      missing=1
-    fi
-  done < <(LD_LIBRARY_PATH=$lib:$lib/openmpi/lib:$lib/openblas-openmp:$lib/pmix2/lib ldd "$b" | awk '/=>/ {print $1, $3}')
-done
+while read -r who so path; do
+  owner=""
+  for q in "$path" "$(readlink -f "$path")" "${path#/usr}"; do  # usr-merge: dpkg knows one spelling
+    owner=$(dpkg -S "$q" 2> /dev/null | head -1 | cut -d: -f1 || true)
+    [ -n "$owner" ] && break
+  done
+  if [ -z "$owner" ] || [ -z "${have[$owner]:-}" ] || [[ " $skip " == *" $owner "* ]]; then
+    echo "device-bundle: $who needs $so ($path, package ${owner:-?}) which the bundle lacks" >&2
+    missing=1
+  fi
+done < <(
+  source "$out/env.sh"
+  r=$out/root
+  for b in "${bins[@]}" $(find "$r/usr/lib/x86_64-linux-gnu" "$r/lib/x86_64-linux-gnu" "$r/usr/lib/x86_64-linux-gnu/openmpi/lib" \
+      "$r/usr/lib/x86_64-linux-gnu/openblas-openmp" "$r/usr/lib/x86_64-linux-gnu/pmix2/lib" -maxdepth 1 -name '*.so*' -type f \
+      2> /dev/null) "$r/usr/bin/orterun" "$r/usr/bin/orted"; do
+    ldd "$b" | awk -v who="$(basename "$b")" '/=>/ {print who, $1, $3}'
+  done | grep -v -e " $out/" -e " /usr/local/cuda" -e ' $'
+)
+rm -rf "$out/root"
 
 size_mb=$(du -sm "$out" | cut -f1)
 echo "device-bundle: $out is ${size_mb} MiB (${#need[@]} .debs, ${#bins[@]} binaries); limit ${max_mb} MiB" >&2

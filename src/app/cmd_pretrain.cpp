@@ -12,6 +12,7 @@
 #include "app/run_setup.h"
 #include "data/batch.h"
 #include "data/synthetic.h"
+#include "fed/federated_run.h"
 #include "io/fs_atomic.h"
 #include "model/gpt2_model.h"
 #include "runtime/agree.h"
@@ -23,20 +24,10 @@
 namespace mira {
 namespace {
 
-BatchView view_of(const Batch& b) {
-  BatchView v;
-  v.B = b.B;
-  v.T = b.T;
-  v.inputs = b.inputs.data();
-  v.targets = b.targets.data();
-  v.loss_mask = b.loss_mask.data();
-  return v;
-}
-
 double validation_loss(Gpt2Model& model, const std::vector<TokenizedExample>& val, int batch, int32_t pad) {
   double sum = 0, n = 0;
   for (int64_t i = 0; i < batch_count(static_cast<int64_t>(val.size()), batch); ++i) {
-    LossSum ls = model.eval_loss(view_of(batch_fixed(val, i, batch, 0, pad)));
+    LossSum ls = model.eval_loss(batch_view(batch_fixed(val, i, batch, 0, pad)));
     sum += ls.sum;
     n += ls.tokens;
   }
@@ -78,14 +69,9 @@ int command_pretrain(const AppContext& ctx) {
   std::unique_ptr<Backend> backend = setup_backend(c);
   LoraConfig no_lora;
   no_lora.target_modules.clear();  // full fine-tuning: no adapter
-  OptimConfig opt;
+  OptimConfig opt = setup_optim_config(c);  // [optim] betas, eps, decay, clip; AdamW at pretrain.lr
   opt.kind = OptimKind::ADAMW;
   opt.lr = c.pretrain.lr;
-  opt.beta1 = c.optim.beta1;
-  opt.beta2 = c.optim.beta2;
-  opt.eps = c.optim.eps;
-  opt.weight_decay = c.optim.weight_decay;
-  opt.clip = c.optim.grad_clip;
   Gpt2Model model(*backend, host, no_lora, opt, c.run.seed);
   log_info("pretrain: validation loss before: %.4f", validation_loss(model, val, c.train.batch_size, tok->pad_id()));
 
@@ -100,7 +86,7 @@ int command_pretrain(const AppContext& ctx) {
       return 3;
     }
     Batch b = batcher.next_batch_full(c.train.batch_size, 0);
-    recent += model.full_train_step(view_of(b), StepContext{0, step});
+    recent += model.full_train_step(batch_view(b), StepContext{0, step});
     ++recent_n;
     if ((step + 1) % 50 == 0 || step + 1 == c.pretrain.steps) {
       char detail[64];

@@ -36,27 +36,6 @@ double derived_eta(const Config& c) {
   return c.optim.lr * (c.train.mode == LocalMode::STEPS ? c.train.local_steps : c.train.local_epochs);
 }
 
-LoraConfig lora_config_of(const Config& c) {
-  LoraConfig l;
-  l.r = c.lora.rank;
-  l.alpha = c.lora.alpha;
-  l.dropout = c.lora.dropout;
-  l.target_modules = c.lora.targets;
-  return l;
-}
-
-OptimConfig optim_config_of(const Config& c) {
-  OptimConfig o;
-  o.kind = c.optim.kind;
-  o.lr = c.optim.lr;
-  o.beta1 = c.optim.beta1;
-  o.beta2 = c.optim.beta2;
-  o.eps = c.optim.eps;
-  o.weight_decay = c.optim.weight_decay;
-  o.clip = c.optim.grad_clip;
-  return o;
-}
-
 // Rough memory of one rank: frozen weights, adapters held (owned + visiting) with gradient and Adam
 // moments, and activations of one step (per layer about 16 C + 2 H T floats per token).
 double memory_estimate(const Gpt2Config& m, int64_t P, int owned, int max_batch, int max_len) {
@@ -259,7 +238,7 @@ int command_train(const AppContext& ctx) {
   }
 
   std::unique_ptr<Backend> backend = setup_backend(c);
-  Gpt2Model model(*backend, host, lora_config_of(c), optim_config_of(c), c.run.seed);
+  Gpt2Model model(*backend, host, setup_lora_config(c), setup_optim_config(c), c.run.seed);
   if (c.dry_run) {
     print_plan(c, env, *data, graph, num, o, host, model.adapter_size(), dopt.max_length);
     return 0;

@@ -45,6 +45,27 @@ Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok) {
   return host;
 }
 
+LoraConfig setup_lora_config(const Config& c) {
+  LoraConfig l;
+  l.r = c.lora.rank;
+  l.alpha = c.lora.alpha;
+  l.dropout = c.lora.dropout;
+  l.target_modules = c.lora.targets;
+  return l;
+}
+
+OptimConfig setup_optim_config(const Config& c) {
+  OptimConfig o;
+  o.kind = c.optim.kind;
+  o.lr = c.optim.lr;
+  o.beta1 = c.optim.beta1;
+  o.beta2 = c.optim.beta2;
+  o.eps = c.optim.eps;
+  o.weight_decay = c.optim.weight_decay;
+  o.clip = c.optim.grad_clip;
+  return o;
+}
+
 int setup_max_length(const Config& c, const Gpt2Config& model) {
   const int n = c.data.max_length;
   if (n <= model.n_positions) return n;

@@ -10,6 +10,8 @@
 #include "data/tokenizer.h"
 #include "model/gpt2_config.h"
 #include "model/gpt2_weights.h"
+#include "model/lora.h"
+#include "model/optim.h"
 #include "runtime/mpi_env.h"
 
 namespace mira {
@@ -23,6 +25,9 @@ Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok);
 // data.max_length fitted to the model's n_positions: a default longer than the model's context is
 // lowered to it (logged); a value the user set is refused when it does not fit.
 int setup_max_length(const Config& c, const Gpt2Config& model);
+// The model module's LoRA and optimiser settings from [lora] and [optim].
+LoraConfig setup_lora_config(const Config& c);
+OptimConfig setup_optim_config(const Config& c);
 // The compute backend named by run.backend (auto: cuda when usable, else cpu, with a log line).
 std::unique_ptr<Backend> setup_backend(const Config& c);
 // Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts

@@ -84,9 +84,15 @@ class CudaBackend final : public Backend {
   void download(float* host, DFloat src) override { copy_sync(host, P(src), bytes(src), cudaMemcpyDeviceToHost); }
   void copy(DFloat dst, DFloat src) override {
     MIRA_CHECK(dst.size() == src.size(), "copy size mismatch");
+    if (dst.empty() || P(dst) == P(src)) return;
+    // The CPU backend uses memmove; cudaMemcpy is undefined for overlapping ranges, so refuse them.
+    MIRA_CHECK(P(dst) + dst.size() <= P(src) || P(src) + src.size() <= P(dst),
+               "cuda backend: copy between overlapping ranges is not supported");
     MIRA_CHECK_CUDA(cudaMemcpyAsync(P(dst), P(src), bytes(dst), cudaMemcpyDeviceToDevice, stream_));
   }
-  void zero(DFloat dst) override { MIRA_CHECK_CUDA(cudaMemsetAsync(P(dst), 0, bytes(dst), stream_)); }
+  void zero(DFloat dst) override {
+    if (!dst.empty()) MIRA_CHECK_CUDA(cudaMemsetAsync(P(dst), 0, bytes(dst), stream_));
+  }
 
   void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DFloat a, int64_t lda, DFloat b,
             int64_t ldb, float beta, DFloat c, int64_t ldc) override {

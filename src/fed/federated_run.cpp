@@ -28,9 +28,7 @@
 #include "runtime/signals.h"
 
 namespace mira {
-namespace {
-
-BatchView view_of(const Batch& b) {
+BatchView batch_view(const Batch& b) {
   BatchView v;
   v.B = b.B;
   v.T = b.T;
@@ -39,6 +37,8 @@ BatchView view_of(const Batch& b) {
   v.loss_mask = b.loss_mask.data();
   return v;
 }
+
+namespace {
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -129,7 +129,7 @@ void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum
     if (signals_pending()) return;  // the round will be abandoned: stop at this step boundary
     Batch b = opts_.steps_mode ? batcher.next_batch_full(opts_.batch_size, 0) : batcher.next_batch(opts_.batch_size, 0);
     const double n = static_cast<double>(b.tokens());
-    const double loss = model_.train_step(view_of(b), StepContext{k, before * steps + i});
+    const double loss = model_.train_step(batch_view(b), StepContext{k, before * steps + i});
     *loss_sum += loss * n;
     *tokens += n;
   }
@@ -152,7 +152,7 @@ std::vector<double> FederatedRun::evaluate_owned() {
     const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
     for (int64_t i = 0; i < batches; ++i) {
       Batch b = batch_fixed(test, i, opts_.batch_size, 0, pad_id_);
-      LossSum ls = model_.eval_loss(view_of(b));
+      LossSum ls = model_.eval_loss(batch_view(b));
       sum += ls.sum;
       n += ls.tokens;
     }

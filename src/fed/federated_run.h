@@ -21,6 +21,9 @@
 
 namespace mira {
 
+// The model's view of a data batch (no copy; valid while `b` lives).
+BatchView batch_view(const Batch& b);
+
 struct FederatedRunOptions {
   Algorithm algorithm = Algorithm::MIRA;
   int rounds = 1;

@@ -85,3 +85,17 @@ TEST(CudaTrainStep, Gpt2LoraStepMatchesCpu) {
   std::printf("adapter rel L2 %.3g\n", ea);
   EXPECT_LT(ea, 1e-4);
 }
+
+TEST(CudaTrainStep, RunToRunBitwiseOnOneDevice) {
+  MIRA_REQUIRE_CUDA();
+  // Fixed-order reductions everywhere and cuBLAS on one stream (reproducible on one architecture):
+  // two runs on a fresh backend each must give the same bits (docs/cuda.md, Determinism).
+  auto g1 = mira_gpu_test::make_cuda_backend();
+  const StepRun a = run_on(*g1);
+  g1.reset();
+  auto g2 = mira_gpu_test::make_cuda_backend();
+  const StepRun b = run_on(*g2);
+  for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], b.losses[i]) << "loss " << i;
+  EXPECT_EQ(a.grad, b.grad);
+  EXPECT_EQ(a.adapter, b.adapter);
+}
