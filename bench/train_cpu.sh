@@ -50,4 +50,10 @@ cfg = (f"gpt2-124m-shape seq{seq} b{batch} r{r} threads{threads} adamw lora_drop
        + (f" best-of-{n}" if n > 1 else ""))
 print(json.dumps({"bench": "train_cpu", "metric": "tokens_per_s", "value": round(o, 2), "unit": "tok/s",
                   "peer": "torch+peft", "peer_value": round(p, 2), "ratio": round(o / p, 3), "config": cfg}))
+# Peak resident memory of the whole process (weights, activations, optimiser, runtime); ratio is
+# peer / ours so that higher is better for us.
+mo = min(x["peak_rss_mib"] for x in runs[:n])
+mp = min(x["peak_rss_mib"] for x in runs[n:])
+print(json.dumps({"bench": "train_cpu", "metric": "peak_rss", "value": round(mo, 1), "unit": "MiB",
+                  "peer": "torch+peft", "peer_value": round(mp, 1), "ratio": round(mp / mo, 3), "config": cfg}))
 PY

@@ -5,6 +5,7 @@
 //                  [--steps 3] [--warmup 1]
 // Threads: OMP_NUM_THREADS (OpenBLAS follows OpenMP in its OpenMP build).
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -60,7 +61,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "step %lld loss %.4f\n", (long long)s, loss);
   }
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.1f,\"steps\":%lld,\"loss\":%.5f,\"threads\":%d}\n",
-              (double)(B * T * steps) / sec, 1e3 * sec / (double)steps, (long long)steps, loss, omp_get_max_threads());
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: peak resident set in KiB (Linux)
+  std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.1f,\"steps\":%lld,\"loss\":%.5f,\"threads\":%d,"
+              "\"peak_rss_mib\":%.1f}\n",
+              (double)(B * T * steps) / sec, 1e3 * sec / (double)steps, (long long)steps, loss, omp_get_max_threads(),
+              ru.ru_maxrss / 1024.0);
   return 0;
 }

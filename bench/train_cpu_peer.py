@@ -5,6 +5,7 @@
 #   /root/mira-venv/bin/python bench/train_cpu_peer.py --seq 512 --batch 4 --r 16 --steps 3 --warmup 1 --threads 2
 import argparse
 import json
+import resource
 import sys
 import time
 
@@ -55,8 +56,10 @@ def main():
         loss = step()
         print(f"step {s} loss {loss:.4f}", file=sys.stderr)
     sec = time.time() - t0
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     print(json.dumps({"tokens_per_s": a.batch * a.seq * a.steps / sec, "ms_per_step": 1e3 * sec / a.steps,
-                      "steps": a.steps, "loss": loss, "threads": torch.get_num_threads()}))
+                      "steps": a.steps, "loss": loss, "threads": torch.get_num_threads(),
+                      "peak_rss_mib": peak_rss_mib}))
 
 
 if __name__ == "__main__":

@@ -395,11 +395,12 @@ RunResult FederatedRun::run(const RoundHook& after_round) {
     seconds += rec.seconds;
     char detail[256];
     if (rec.evaluated)
-      std::snprintf(detail, sizeof detail, "train loss %.4f | test loss %.4f | %.0f tok/s", rec.train_loss,
-                    rec.test_loss, seconds > 0 ? tokens / seconds : 0.0);
+      std::snprintf(detail, sizeof detail, "train loss %.4f | test loss %.4f | %.0f tok/s | exchange %.0f ms, %.1f KiB",
+                    rec.train_loss, rec.test_loss, seconds > 0 ? tokens / seconds : 0.0, 1e3 * rec.phase_max[1],
+                    rec.comm_bytes / 1024.0);
     else
-      std::snprintf(detail, sizeof detail, "train loss %.4f | %.0f tok/s", rec.train_loss,
-                    seconds > 0 ? tokens / seconds : 0.0);
+      std::snprintf(detail, sizeof detail, "train loss %.4f | %.0f tok/s | exchange %.0f ms, %.1f KiB", rec.train_loss,
+                    seconds > 0 ? tokens / seconds : 0.0, 1e3 * rec.phase_max[1], rec.comm_bytes / 1024.0);
     records_.push_back(rec);
     rounds_done_ = t + 1;
     double ck[4] = {0, 0, 0, now_seconds()};
