@@ -16,7 +16,6 @@
 # Binary: ${MIRA_BUILD_DIR:-build/ci}/bench/bench_checkpoint (relative paths from the repo root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
 ranks="1 4 8" K=16 r=16 cases="paper larger" repeat=2 dir="" io=default
 while [ $# -gt 0 ]; do
   case $1 in
@@ -26,13 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-build=${MIRA_BUILD_DIR:-build/ci}
-case $build in /*) ;; *) build=$root/$build ;; esac
-bin=""
-for cand in "$build/bench/bench_checkpoint" "$build/bench_checkpoint"; do
-  if [ -x "$cand" ]; then bin=$cand; break; fi
-done
-[ -n "$bin" ] || { echo "bench_checkpoint not found in $build (cmake --build $build --target bench_checkpoint)" >&2; exit 2; }
+. "$here/lib.sh"
+bin=$(bench_find_binary bench_checkpoint)
 
 own_dir=0
 if [ -z "$dir" ]; then dir=$(mktemp -d "${TMPDIR:-/tmp}/mira-bench-ckpt.XXXXXX"); own_dir=1; fi

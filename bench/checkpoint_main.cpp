@@ -29,6 +29,7 @@
 #include "io/crc32c.h"
 #include "runtime/check_mpi.h"
 #include "runtime/error.h"
+#include "bench/bench_main.h"
 
 namespace {
 
@@ -328,18 +329,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int code = 0;
-  try {
-    code = run(argc, argv);
-  } catch (const mira::UserError& e) {
-    std::fprintf(stderr, "bench_checkpoint: %s\n", e.what());
-    MPI_Abort(MPI_COMM_WORLD, 2);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_checkpoint: %s\n", e.what());
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return code;
-}
+int main(int argc, char** argv) { return mira::bench_main(argc, argv, "bench_checkpoint", run); }

@@ -14,7 +14,6 @@
 # Binary: ${MIRA_BUILD_DIR:-build/ci}/bench/bench_exchange (relative paths from the repo root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
 ranks="2 3 4 5 6 7 8" sizes=1024,65536,262144,1048576,4194304,8388608 degree=4 budget=0.4 fit_min=1048576
 while [ $# -gt 0 ]; do
   case $1 in
@@ -23,13 +22,8 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-build=${MIRA_BUILD_DIR:-build/ci}
-case $build in /*) ;; *) build=$root/$build ;; esac
-bin=""
-for cand in "$build/bench/bench_exchange" "$build/bench_exchange"; do
-  if [ -x "$cand" ]; then bin=$cand; break; fi
-done
-[ -n "$bin" ] || { echo "bench_exchange not found in $build (cmake --build $build --target bench_exchange)" >&2; exit 2; }
+. "$here/lib.sh"
+bin=$(bench_find_binary bench_exchange)
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cores=$(nproc)
