@@ -7,11 +7,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "io/checkpoint_dir.h"
 #include "io/crc32c.h"
@@ -300,6 +303,13 @@ std::string hex32(uint32_t v) {
 
 std::string refused(const std::string& path) { return "checkpoint " + path + " refused, not loaded: "; }
 
+// Per-client datasets of at most this many bytes on a rank are packed into one buffer and moved in
+// one collective call; larger ones move slice by slice from/to the slices' own storage. Copying
+// 1 MiB takes well under a millisecond, less than the extra collective calls it saves (K per
+// dataset for the step and cursor datasets, a few bytes per client). Packing stops at one
+// transfer's size (h5_max_transfer_bytes), so tests that lower it also exercise the direct path.
+size_t pack_max_bytes() { return std::min(size_t(1) << 20, h5_max_transfer_bytes()); }
+
 }  // namespace
 
 // ================================================================ writer
@@ -422,22 +432,32 @@ std::string CheckpointWriter::write(const CheckpointMeta& meta_in, const Checkpo
       h5_attr_write_string(mg.id(), "module_path", m.module_path.empty() ? m.name : m.module_path);
     }
 
-    // Per-client datasets: each owner writes its rows; the CRC32C of each slice goes to the
-    // companion [K] dataset in the same collective pattern.
+    // Per-client datasets: each owner writes its rows straight from the slices' own storage (one
+    // collective call per client, no staging copy); small datasets are packed into one buffer and
+    // moved in one call. The CRC32C of each slice goes to the companion [K] dataset in the same
+    // collective pattern.
+    std::vector<char> small;  // packed rows of small datasets, reused
     for (const auto& f : fields) {
       std::vector<hsize_t> dims{(hsize_t)K};
       dims.insert(dims.end(), f.item_dims.begin(), f.item_dims.end());
       const size_t slice_bytes = f.item_count() * f.elem_bytes;
-      std::vector<char> packed(mine.size() * slice_bytes);
-      std::vector<uint32_t> crcs;
+      const bool pack = mine.size() * slice_bytes <= pack_max_bytes();
+      if (pack) small.resize(mine.size() * slice_bytes);
+      std::vector<const void*> bufs(mine.size());
+      std::vector<uint32_t> crcs(mine.size());
       for (size_t i = 0; i < mine.size(); ++i) {
         size_t n = 0;
         const void* src = f.view(*mine[i], n);
-        if (slice_bytes) std::memcpy(packed.data() + i * slice_bytes, src, slice_bytes);
-        crcs.push_back(crc32c(src, slice_bytes));
+        crcs[i] = crc32c(src, slice_bytes);
+        if (pack) {
+          if (slice_bytes) std::memcpy(small.data() + i * slice_bytes, src, slice_bytes);
+          bufs[i] = small.data() + i * slice_bytes;
+        } else {
+          bufs[i] = src;
+        }
       }
       Dataset d = Dataset::create(file.id(), f.path, f.type, dims);
-      h5_write_rows(comm_, d, f.type, rows, packed.data(), f.path);
+      h5_write_row_buffers(comm_, d, f.type, rows, bufs, f.path);
       Dataset dc = Dataset::create(file.id(), f.crc_path(), H5T_NATIVE_UINT32, {(hsize_t)K});
       h5_write_rows(comm_, dc, H5T_NATIVE_UINT32, rows, crcs.data(), f.crc_path());
     }
@@ -569,6 +589,73 @@ CheckpointLayout checkpoint_read_layout(MPI_Comm comm, const std::string& path) 
 }
 
 // ================================================================ reader
+
+namespace {
+
+// Sizes every (dataset, client) slice for reading - ClientField::prepare, i.e. allocation and the
+// first touch of fresh pages - on its own thread, dataset by dataset in the reader's order, so
+// that the reader's HDF5 transfers overlap it. The thread makes no MPI or HDF5 call. Each slice
+// vector is touched by this thread only until wait() for its dataset returns; the caller touches
+// the containers holding them (ClientSlices' per-module vectors, sized beforehand) only after the
+// preparer is destroyed.
+class SlicePreparer {
+ public:
+  SlicePreparer(const std::vector<ClientField>& fields, const std::vector<ClientSlices*>& slots)
+      : fields_(fields), slots_(slots), slices_(fields.size(), std::vector<void*>(slots.size())) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~SlicePreparer() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  SlicePreparer(const SlicePreparer&) = delete;
+  SlicePreparer& operator=(const SlicePreparer&) = delete;
+
+  // Blocks until dataset `field`'s slices are sized; rethrows the thread's error (e.g. bad_alloc).
+  void wait(size_t field) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_cv_.wait(lock, [&] { return ready_ > field || error_; });
+    if (ready_ <= field) std::rethrow_exception(error_);
+  }
+  // The data pointers of dataset `field`, one per slot (valid after wait(field)).
+  const std::vector<void*>& slices(size_t field) const { return slices_[field]; }
+
+ private:
+  void run() {
+    try {
+      for (size_t fi = 0; fi < fields_.size(); ++fi) {
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (stop_) return;
+        }
+        const size_t n = fields_[fi].item_count();
+        for (size_t i = 0; i < slots_.size(); ++i) slices_[fi][i] = fields_[fi].prepare(*slots_[i], n);
+        std::lock_guard<std::mutex> lock(mutex_);
+        ready_ = fi + 1;
+        ready_cv_.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+      ready_cv_.notify_all();
+    }
+  }
+
+  const std::vector<ClientField>& fields_;
+  const std::vector<ClientSlices*>& slots_;
+  std::vector<std::vector<void*>> slices_;  // [field][slot]
+  std::mutex mutex_;
+  std::condition_variable ready_cv_;
+  size_t ready_ = 0;  // datasets sized so far
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
+}  // namespace
 
 struct CheckpointReader::Impl {
   File file;
@@ -760,25 +847,43 @@ std::vector<ClientSlices> CheckpointReader::read_clients(const std::vector<int64
     c.client = k;
   }
 
+  // Each slice is read straight into its own storage (one collective call per client); small
+  // datasets come in one call through a packed buffer. Every slice's CRC is checked after.
+  // Sizing the slices (allocation and first touch of fresh memory: page faults and zeroing, as
+  // costly as the read itself) runs on a helper thread one dataset ahead of the reads.
+  const auto fields = client_fields(layout_);
+  std::vector<ClientSlices*> slots;
+  for (auto k : sorted) slots.push_back(&got[k]);
+  for (const auto& f : fields)  // per-module outer vectors sized here: the helper touches only slices
+    for (auto* c : slots) f.prepare(*c, 0);
   std::string crc_error;
-  const File& file = impl_->file;
-  for (const auto& f : client_fields(layout_)) {
-    const size_t n = f.item_count(), slice_bytes = n * f.elem_bytes;
-    std::vector<char> packed(sorted.size() * slice_bytes);
-    std::vector<uint32_t> stored(sorted.size());
-    {
-      Dataset d = Dataset::open(file.id(), f.path);
-      h5_read_rows(comm_, d, f.type, rows, packed.data(), f.path);
-      Dataset dc = Dataset::open(file.id(), f.crc_path());
-      h5_read_rows(comm_, dc, H5T_NATIVE_UINT32, rows, stored.data(), f.crc_path());
-    }
-    for (size_t i = 0; i < sorted.size(); ++i) {
-      void* dst = f.prepare(got[sorted[i]], n);
-      if (slice_bytes) std::memcpy(dst, packed.data() + i * slice_bytes, slice_bytes);
-      uint32_t computed = crc32c(dst, slice_bytes);
-      if (computed != stored[i] && crc_error.empty())
-        crc_error = refused(path_) + "dataset " + f.path + " client " + std::to_string(sorted[i]) +
-                    " CRC32C mismatch (stored " + hex32(stored[i]) + ", computed " + hex32(computed) + ")";
+  {
+    SlicePreparer preparer(fields, slots);  // joined at the end of this block
+    const File& file = impl_->file;
+    std::vector<char> small;  // packed rows of small datasets, reused
+    for (size_t fi = 0; fi < fields.size(); ++fi) {
+      const auto& f = fields[fi];
+      const size_t slice_bytes = f.item_count() * f.elem_bytes;
+      run_agreed(comm_, [&] { preparer.wait(fi); });  // a failed allocation stops every rank here
+      const std::vector<void*>& dst = preparer.slices(fi);
+      const bool pack = sorted.size() * slice_bytes <= pack_max_bytes();
+      if (pack) small.resize(sorted.size() * slice_bytes);
+      std::vector<void*> bufs(sorted.size());
+      for (size_t i = 0; i < sorted.size(); ++i) bufs[i] = pack ? small.data() + i * slice_bytes : dst[i];
+      std::vector<uint32_t> stored(sorted.size());
+      {
+        Dataset d = Dataset::open(file.id(), f.path);
+        h5_read_row_buffers(comm_, d, f.type, rows, bufs, f.path);
+        Dataset dc = Dataset::open(file.id(), f.crc_path());
+        h5_read_rows(comm_, dc, H5T_NATIVE_UINT32, rows, stored.data(), f.crc_path());
+      }
+      for (size_t i = 0; i < sorted.size(); ++i) {
+        if (pack && slice_bytes) std::memcpy(dst[i], bufs[i], slice_bytes);
+        uint32_t computed = crc32c(dst[i], slice_bytes);
+        if (computed != stored[i] && crc_error.empty())
+          crc_error = refused(path_) + "dataset " + f.path + " client " + std::to_string(sorted[i]) +
+                      " CRC32C mismatch (stored " + hex32(stored[i]) + ", computed " + hex32(computed) + ")";
+      }
     }
   }
   agree(comm_, crc_error, true);

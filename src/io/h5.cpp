@@ -239,10 +239,13 @@ void transfer_rows_once(const Dataset& dset, hid_t type, const std::vector<hsize
   h5_check_collective(dxpl, what);
 }
 
-// Moves the rows in batches of at most max_transfer_bytes per rank. Every rank makes the same
-// number of calls (the largest batch count on `comm`); a rank out of rows selects none.
-void transfer_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows, void* buf,
-                   bool write, const std::string& what) {
+// Moves rows[i] from/to bufs[i] (row_bytes each). Consecutive entries whose buffers are adjacent in
+// memory form one call of at most max_transfer_bytes per rank; every rank makes the same number of
+// calls (the largest count on `comm`), a rank out of rows selects none.
+void transfer_row_buffers(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows,
+                          const std::vector<char*>& bufs, bool write, const std::string& what) {
+  MIRA_CHECK(bufs.size() == rows.size(), what + ": " + std::to_string(rows.size()) + " rows but " +
+                                             std::to_string(bufs.size()) + " buffers");
   std::vector<hsize_t> dims = dset.dims();
   hsize_t total = 1;
   for (auto d : dims) total *= d;
@@ -251,15 +254,36 @@ void transfer_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::ve
   MIRA_CHECK(elem_bytes > 0, "H5Tget_size failed for " + what);
   const size_t row_bytes = (size_t)row_elements(dims) * elem_bytes;
   const size_t per_batch = std::max<size_t>(1, g_max_transfer_bytes / std::max<size_t>(1, row_bytes));
-  long long local_batches = (long long)((rows.size() + per_batch - 1) / per_batch), batches = 0;
-  MIRA_CHECK(MPI_Allreduce(&local_batches, &batches, 1, MPI_LONG_LONG, MPI_MAX, comm) == MPI_SUCCESS,
-             "MPI_Allreduce of the batch count for " + what);
-  if (batches == 0) batches = 1;  // nobody has rows: still one collective call with none selected
-  for (long long b = 0; b < batches; ++b) {
-    size_t lo = std::min(rows.size(), (size_t)b * per_batch), hi = std::min(rows.size(), lo + per_batch);
-    std::vector<hsize_t> part(rows.begin() + (ptrdiff_t)lo, rows.begin() + (ptrdiff_t)hi);
-    transfer_rows_once(dset, type, part, static_cast<char*>(buf) + lo * row_bytes, write, what);
+  std::vector<std::pair<size_t, size_t>> runs;  // [first, end) entries moved by one call
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i + 1;
+    while (j < rows.size() && j - i < per_batch && bufs[j] == bufs[j - 1] + row_bytes) ++j;
+    runs.emplace_back(i, j);
+    i = j;
   }
+  long long local_calls = (long long)runs.size(), calls = 0;
+  MIRA_CHECK(MPI_Allreduce(&local_calls, &calls, 1, MPI_LONG_LONG, MPI_MAX, comm) == MPI_SUCCESS,
+             "MPI_Allreduce of the transfer count for " + what);
+  if (calls == 0) calls = 1;  // nobody has rows: still one collective call with none selected
+  for (long long b = 0; b < calls; ++b) {
+    if ((size_t)b < runs.size()) {
+      const auto [lo, hi] = runs[(size_t)b];
+      std::vector<hsize_t> part(rows.begin() + (ptrdiff_t)lo, rows.begin() + (ptrdiff_t)hi);
+      transfer_rows_once(dset, type, part, bufs[lo], write, what);
+    } else {
+      transfer_rows_once(dset, type, {}, nullptr, write, what);
+    }
+  }
+}
+
+// Rows packed in order in one buffer.
+void transfer_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows, void* buf,
+                   bool write, const std::string& what) {
+  std::vector<hsize_t> dims = dset.dims();
+  const size_t row_bytes = (size_t)row_elements(dims) * H5Tget_size(type);  // a failed size is caught below
+  std::vector<char*> bufs(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) bufs[i] = static_cast<char*>(buf) + i * row_bytes;
+  transfer_row_buffers(comm, dset, type, rows, bufs, write, what);
 }
 
 }  // namespace
@@ -275,6 +299,20 @@ void h5_write_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::ve
 void h5_read_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows, void* buf,
                   const std::string& what) {
   transfer_rows(comm, dset, type, rows, buf, false, what);
+}
+
+void h5_write_row_buffers(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows,
+                          const std::vector<const void*>& bufs, const std::string& what) {
+  std::vector<char*> p(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) p[i] = static_cast<char*>(const_cast<void*>(bufs[i]));  // not written to
+  transfer_row_buffers(comm, dset, type, rows, p, true, what);
+}
+
+void h5_read_row_buffers(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows,
+                         const std::vector<void*>& bufs, const std::string& what) {
+  std::vector<char*> p(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) p[i] = static_cast<char*>(bufs[i]);
+  transfer_row_buffers(comm, dset, type, rows, p, false, what);
 }
 
 namespace {

@@ -145,6 +145,14 @@ void h5_write_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::ve
                    const void* buf, const std::string& what);
 void h5_read_rows(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows, void* buf,
                   const std::string& what);
+// The same with every row in its own buffer (bufs[i] holds row rows[i]; e.g. one client's slice in
+// its own vector), so that nothing is packed or staged. Rows whose buffers follow each other in
+// memory move in one call (h5_write_rows is the case where all do); otherwise one call per row.
+// Ranks agree on the number of calls as above.
+void h5_write_row_buffers(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows,
+                          const std::vector<const void*>& bufs, const std::string& what);
+void h5_read_row_buffers(MPI_Comm comm, const Dataset& dset, hid_t type, const std::vector<hsize_t>& rows,
+                         const std::vector<void*>& bufs, const std::string& what);
 // Per-rank bytes per H5Dwrite/H5Dread of the row transfers (default 1 GiB, below MPI-IO's int
 // counts). Tests lower it to exercise batching.
 void h5_set_max_transfer_bytes(size_t bytes);
