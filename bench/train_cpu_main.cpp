@@ -4,6 +4,9 @@
 //   train_cpu_main [--preset gpt2-124m-shape] [--vocab 50257] [--seq 512] [--batch 4] [--r 16]
 //                  [--steps 3] [--warmup 1]
 // Threads: OMP_NUM_THREADS (OpenBLAS follows OpenMP in its OpenMP build).
+// MIRA_PROFILE=1: wrap the backend in a TimedBackend (src/backend/backend_timed.h) and print, on
+// stderr, the wall time of every backend op over the timed steps as a share of the step, grouped
+// into the families bench/train_cpu_peer.py --profile uses for torch. Unset: no wrapper at all.
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -11,11 +14,50 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/backend_timed.h"
 #include "model/gpt2_model.h"
 #include "runtime/rng.h"
+
+namespace {
+
+// Family of a backend op, the same grouping as bench/train_cpu_peer.py --profile.
+const char* profile_family(const std::string& op) {
+  if (op == "gemm.base" || op == "gemm.lora" || op == "bias_broadcast") return "gemm (incl. LoRA)";
+  if (op.rfind("attention", 0) == 0) return "attention";
+  if (op == "lm_head_ce") return "lm head + softmax + CE";
+  if (op.rfind("layernorm", 0) == 0) return "layernorm";
+  if (op.rfind("gelu", 0) == 0) return "gelu";
+  if (op == "adam_step" || op == "sum_squares" || op == "scale") return "optimiser (clip + AdamW)";
+  return "other";
+}
+
+// Table on stderr: per op and per family, seconds per step and % of the step; "other" also holds
+// the wall time spent outside backend calls (host code between ops).
+void print_profile(const std::map<std::string, mira::OpTime>& totals, double sec, int64_t steps) {
+  const char* order[] = {"gemm (incl. LoRA)", "attention",  "lm head + softmax + CE", "layernorm",
+                         "gelu",              "optimiser (clip + AdamW)", "other"};
+  std::map<std::string, double> fam;
+  double booked = 0;
+  std::fprintf(stderr, "profile (ours): %-22s %10s %8s %7s\n", "op", "s", "calls", "%");
+  for (const auto& kv : totals) {
+    std::fprintf(stderr, "profile (ours): %-22s %10.3f %8lld %6.1f%%\n", kv.first.c_str(), kv.second.seconds,
+                 (long long)kv.second.calls, 100.0 * kv.second.seconds / sec);
+    fam[profile_family(kv.first)] += kv.second.seconds;
+    booked += kv.second.seconds;
+  }
+  fam["other"] += sec - booked;  // outside any backend call
+  std::fprintf(stderr, "profile (ours) by family, %% of %.3f s (%lld steps):\n", sec, (long long)steps);
+  for (const char* f : order)
+    std::fprintf(stderr, "family (ours): %-26s %6.1f%% %9.0f ms\n", f, 100.0 * fam[f] / sec,
+                 1e3 * fam[f] / (double)steps);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string preset = "gpt2-124m-shape";
@@ -36,7 +78,15 @@ int main(int argc, char** argv) {
     }
   }
   using namespace mira;
-  auto be = backend_create_cpu();
+  const char* prof_env = std::getenv("MIRA_PROFILE");
+  const bool profile = prof_env && std::strcmp(prof_env, "1") == 0;
+  std::unique_ptr<Backend> be = backend_create_cpu();
+  TimedBackend* timed = nullptr;
+  if (profile) {
+    auto t = std::make_unique<TimedBackend>(std::move(be));
+    timed = t.get();
+    be = std::move(t);
+  }
   LoraConfig lc;  // paper settings: r, alpha 8, dropout 0.05, targets c_attn + c_proj
   lc.r = r, lc.alpha = 8, lc.dropout = 0.05;
   OptimConfig oc;
@@ -55,12 +105,14 @@ int main(int argc, char** argv) {
                (long long)model.adapter_size(), omp_get_max_threads());
   double loss = 0;
   for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(b, StepContext{0, s});
+  if (timed) timed->reset();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
     loss = model.train_step(b, StepContext{0, warmup + s});
     std::fprintf(stderr, "step %lld loss %.4f\n", (long long)s, loss);
   }
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (timed) print_profile(timed->totals(), sec, steps);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: peak resident set in KiB (Linux)
   std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.1f,\"steps\":%lld,\"loss\":%.5f,\"threads\":%d,"
