@@ -72,10 +72,10 @@ void print_plan(const Config& c, const MpiEnv& env, const FederatedDataset& data
   std::printf("graph: %s, %lld edges\n", graph.description.c_str(), (long long)graph.edge_count());
   if (o.algorithm == Algorithm::MIRA) std::printf("eq. (8): %s\n", num.explanation.c_str());
   std::printf("data: %s\n", data_source_name(c.data.source));
-  std::printf("%-6s %-28s %-14s %8s %8s\n", "client", "task", "family", "train", "test");
+  std::printf("%-6s %-28s %-22s %8s %8s\n", "client", "task", "family", "train", "test");
   for (int k = 0; k < data.num_clients(); ++k) {
     const ClientInfo& ci = data.client(k);
-    std::printf("%-6d %-28s %-14s %8lld %8lld\n", k, ci.task.c_str(), data.family_name(ci.family).c_str(),
+    std::printf("%-6d %-28s %-22s %8lld %8lld\n", k, ci.task.c_str(), data.family_name(ci.family).c_str(),
                 (long long)ci.counts.train, (long long)ci.counts.test);
   }
   std::fflush(stdout);
@@ -92,11 +92,11 @@ void print_summary(const FederatedDataset& data, const std::vector<RoundRecord>&
     if (r.round >= first_round) tokens_here += r.tokens;
     if (r.evaluated) last_eval = &r;
   }
-  std::printf("\n%-6s %-28s %-14s %8s %8s %10s\n", "client", "task", "family", "train", "test", "test loss");
+  std::printf("\n%-6s %-28s %-22s %8s %8s %10s\n", "client", "task", "family", "train", "test", "test loss");
   for (int k = 0; k < data.num_clients(); ++k) {
     const ClientInfo& ci = data.client(k);
     double loss = last_eval ? last_eval->client_test_loss[k] : NAN;
-    std::printf("%-6d %-28s %-14s %8lld %8lld %10.4f\n", k, ci.task.c_str(), data.family_name(ci.family).c_str(),
+    std::printf("%-6d %-28s %-22s %8lld %8lld %10.4f\n", k, ci.task.c_str(), data.family_name(ci.family).c_str(),
                 (long long)ci.counts.train, (long long)ci.counts.test, loss);
   }
   std::printf("run: %zu rounds (%lld in this job), %lld loss tokens trained, %.1f s, %.0f loss tokens/s, "

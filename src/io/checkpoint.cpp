@@ -26,6 +26,21 @@
 namespace mira {
 namespace {
 
+// Inside a catch block of a validation step: re-throws what it caught as the one refusal message
+// ("checkpoint X refused, not loaded: ..."); HDF5 failures carry HDF5's own text.
+[[noreturn]] void rethrow_as_refusal(const std::string& why) {
+  try {
+    throw;
+  } catch (const UserError& e) {
+    std::string msg = e.what();
+    if (msg.rfind("checkpoint ", 0) != 0) msg = why + msg;  // attribute readers name only the attribute
+    throw UserError(msg);
+  } catch (const InternalError& e) {
+    std::string h5 = h5_last_error();
+    throw UserError(why + "HDF5 cannot read it" + (h5.empty() ? std::string(" (") + e.what() + ")" : ": " + h5));
+  }
+}
+
 // ---------------------------------------------------------------- agreement across ranks
 
 int comm_rank(MPI_Comm comm) {
@@ -549,13 +564,8 @@ CheckpointLayout checkpoint_read_layout(MPI_Comm comm, const std::string& path) 
       adapters.close();
       root.close();
       file.close();
-    } catch (const UserError& e) {
-      std::string msg = e.what();
-      if (msg.rfind("checkpoint ", 0) != 0) msg = why + msg;  // attribute readers name only the attribute
-      throw UserError(msg);
-    } catch (const InternalError& e) {
-      std::string h5 = h5_last_error();
-      throw UserError(why + "HDF5 cannot read it" + (h5.empty() ? std::string(" (") + e.what() + ")" : ": " + h5));
+    } catch (const std::exception&) {
+      rethrow_as_refusal(why);
     }
     packed.put(layout.clients);
     packed.put<uint64_t>(layout.modules.size());
@@ -763,13 +773,8 @@ CheckpointReader::CheckpointReader(MPI_Comm comm, const std::string& path, const
       }
       root.close();
       file.close();
-    } catch (const UserError& e) {
-      std::string msg = e.what();
-      if (msg.rfind("checkpoint ", 0) != 0) msg = why + msg;  // attribute readers name only the attribute
-      throw UserError(msg);
-    } catch (const InternalError& e) {
-      std::string h5 = h5_last_error();
-      throw UserError(why + "HDF5 cannot read it" + (h5.empty() ? std::string(" (") + e.what() + ")" : ": " + h5));
+    } catch (const std::exception&) {
+      rethrow_as_refusal(why);
     }
     summary.put_str(path_);
     pack_meta(summary, meta_);
