@@ -13,7 +13,9 @@ client field) gives the task-family id (distinct values sorted). Prompts use the
 the C++ readers (alpaca = the Dolly templates of MIRA.md, raw = prompt, then input on a new line);
 the target is the response followed by EOS. Examples longer than --max-length are written whole:
 mira_hpc truncates them at load time with its data.max_length rule and counts them. No /split is
-written, so mira_hpc splits each client by data.seed and data.train_fraction.
+written, so mira_hpc splits each client by data.seed and data.train_fraction. Rows are written in
+input order; each rank reads only its clients' rows, one read per run of consecutive rows, so input
+grouped by client is read in one piece per client.
 """
 import argparse
 import json

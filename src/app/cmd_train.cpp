@@ -211,7 +211,7 @@ int command_train(const AppContext& ctx) {
         throw UserError("data: client " + std::to_string(k) + " (" + data->client(k).task +
                         ") has no training examples after filtering");
   });
-  data->log_counts();
+  data->log_counts(MPI_COMM_WORLD);  // collective: every rank calls it
 
   Graph graph;
   GraphNumerics num;

@@ -6,6 +6,7 @@
 
 #include "data/ni.h"
 #include "data/source.h"
+#include "runtime/check_mpi.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 
@@ -96,29 +97,50 @@ std::vector<float> FederatedDataset::family_similarity() const {
   return s;
 }
 
-void FederatedDataset::log_counts() const {
-  ClientCounts total;
-  for (int k = 0; k < num_clients(); ++k) {
+void FederatedDataset::log_counts(MPI_Comm comm) const {
+  // Per client: loaded somewhere, truncated, response_truncated, tokens_cut (max over ranks).
+  const int k_total = num_clients();
+  std::vector<int64_t> cut(static_cast<size_t>(k_total) * 4, 0);
+  for (int k = 0; k < k_total; ++k) {
     const ClientInfo& c = info_[k];
-    if (c.loaded)
+    if (!c.loaded) continue;
+    int64_t* row = &cut[static_cast<size_t>(k) * 4];
+    row[0] = 1;
+    row[1] = c.counts.truncated;
+    row[2] = c.counts.response_truncated;
+    row[3] = c.counts.tokens_cut;
+  }
+  int initialized = 0, finalized = 0;
+  MIRA_CHECK_MPI(MPI_Initialized(&initialized));
+  MIRA_CHECK_MPI(MPI_Finalized(&finalized));
+  if (initialized && !finalized && !cut.empty())
+    MIRA_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, cut.data(), static_cast<int>(cut.size()), MPI_INT64_T, MPI_MAX, comm));
+
+  ClientCounts total;
+  int64_t unloaded = 0;
+  for (int k = 0; k < k_total; ++k) {
+    const ClientInfo& c = info_[k];
+    const int64_t* row = &cut[static_cast<size_t>(k) * 4];
+    if (row[0])
       log_info("data: client %d task %s family %s: train %lld test %lld truncated %lld (response cut %lld, "
                "%lld tokens) dropped %lld", k, c.task.c_str(), family_names_.at(c.family).c_str(),
-               (long long)c.counts.train, (long long)c.counts.test, (long long)c.counts.truncated,
-               (long long)c.counts.response_truncated, (long long)c.counts.tokens_cut, (long long)c.counts.dropped);
+               (long long)c.counts.train, (long long)c.counts.test, (long long)row[1], (long long)row[2],
+               (long long)row[3], (long long)c.counts.dropped);
     else
-      log_info("data: client %d task %s family %s: train %lld test %lld dropped %lld", k, c.task.c_str(),
-               family_names_.at(c.family).c_str(), (long long)c.counts.train, (long long)c.counts.test,
-               (long long)c.counts.dropped);
+      log_info("data: client %d task %s family %s: train %lld test %lld dropped %lld (not loaded: truncation not "
+               "counted)", k, c.task.c_str(), family_names_.at(c.family).c_str(), (long long)c.counts.train,
+               (long long)c.counts.test, (long long)c.counts.dropped);
+    unloaded += row[0] ? 0 : 1;
     total.train += c.counts.train;
     total.test += c.counts.test;
-    total.truncated += c.counts.truncated;
-    total.response_truncated += c.counts.response_truncated;
+    total.truncated += row[1];
+    total.response_truncated += row[2];
     total.dropped += c.counts.dropped;
   }
   if (total.truncated || total.response_truncated || total.dropped)
     log_warn("data: %lld examples had their prompt truncated, %lld their response, %lld were dropped by filters "
-             "(per-client counts above)", (long long)total.truncated, (long long)total.response_truncated,
-             (long long)total.dropped);
+             "(per-client counts above%s)", (long long)total.truncated, (long long)total.response_truncated,
+             (long long)total.dropped, unloaded ? "; truncation only of the clients some rank loaded" : "");
 }
 
 }  // namespace mira

@@ -3,6 +3,8 @@
 // tokenised train/test splits for the listed ones. Every split depends only on (seed, client), so
 // it is the same whatever the rank count.
 #pragma once
+#include <mpi.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -42,8 +44,12 @@ class FederatedDataset {
   std::vector<float> family_similarity() const;
 
   // One log line per client (rank 0): task, family, train/test, truncated, dropped; a warning
-  // with the totals when anything was truncated or dropped.
-  void log_counts() const;
+  // with the totals when anything was truncated or dropped. Collective on `comm` once MPI is
+  // initialised (every rank calls it): the truncation counts of every client are taken from the
+  // ranks that loaded it (MPI_Allreduce, max: ranks that load the same client count the same), so
+  // rank 0's lines cover all clients, not only its own. Clients no rank loaded show no truncation
+  // counts. Before MPI_Init (unit tests) it logs this process's counts.
+  void log_counts(MPI_Comm comm = MPI_COMM_WORLD) const;
 
  private:
   std::vector<ClientInfo> info_;

@@ -25,6 +25,7 @@ struct SourceClient {
 struct SourceData {
   std::vector<SourceClient> clients;
   std::vector<std::string> family_names;  // index = family id
+  int64_t tokens_read = 0;  // pretokenized: elements read from /tokens (and as many from /labels)
 };
 
 // Train share of n examples: floor(train_fraction * n) as Python's int() gives, clamped so that a

@@ -1,15 +1,18 @@
 // Pre-tokenised HDF5 (scripts/prepare_data.py output, committed fixture): the same examples per
-// client as the JSONL reader gives for the same source file, and bad files refused by name.
+// client as the JSONL reader gives for the same source file, only the needed clients' rows read
+// (a counter, and a file whose other clients' chunks are corrupt), and bad files refused by name.
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
 #include <cstring>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "data/byte_tokenizer.h"
 #include "data/federated_dataset.h"
+#include "data/source.h"
 #include "runtime/error.h"
 
 namespace mira {
@@ -50,6 +53,137 @@ TEST(Pretokenized, MatchesTheJsonlReaderOnTheSameFile) {
   FederatedDataset c(shortlen, tok, {2});
   EXPECT_EQ(c.client(2).counts.truncated, 5);
   for (const auto& e : c.train(2)) EXPECT_EQ(e.ids.size(), 12u);
+}
+
+TEST(Pretokenized, ReadsOnlyTheRowsOfTheNeededClients) {
+  DataOptions pre;
+  pre.source = DataSource::PRETOKENIZED;
+  pre.path = std::string(MIRA_FIXTURES_DIR) + "/data/pretokenized_small.h5";
+  auto tokens_of = [](const SourceData& d, int k) {
+    int64_t n = 0;
+    for (const auto* s : {&d.clients[k].train_tok, &d.clients[k].test_tok})
+      for (const auto& e : *s) n += static_cast<int64_t>(e.ids.size());
+    return n;
+  };
+  const SourceData full = source_load_pretokenized(pre, {0, 1, 2});
+  EXPECT_EQ(full.tokens_read, 380);  // the whole /tokens (prepare_data.py: 380 tokens)
+  EXPECT_EQ(tokens_of(full, 0) + tokens_of(full, 1) + tokens_of(full, 2), 380);
+  const SourceData none = source_load_pretokenized(pre, {});
+  EXPECT_EQ(none.tokens_read, 0);
+  for (const std::set<int>& needed : {std::set<int>{1}, std::set<int>{0, 2}, std::set<int>{2}}) {
+    const SourceData part = source_load_pretokenized(pre, needed);
+    int64_t expect = 0;
+    for (int k : needed) expect += tokens_of(full, k);
+    EXPECT_EQ(part.tokens_read, expect);
+    for (int k = 0; k < 3; ++k) {
+      const SourceClient& a = part.clients[k];
+      const SourceClient& b = full.clients[k];
+      EXPECT_EQ(a.loaded, needed.count(k) == 1);
+      EXPECT_EQ(a.n_train, b.n_train);
+      EXPECT_EQ(a.n_test, b.n_test);
+      if (!a.loaded) continue;
+      ASSERT_EQ(a.train_tok.size(), b.train_tok.size());
+      for (size_t i = 0; i < a.train_tok.size(); ++i) {
+        EXPECT_EQ(a.train_tok[i].ids, b.train_tok[i].ids);
+        EXPECT_EQ(a.train_tok[i].labels, b.train_tok[i].labels);
+      }
+      ASSERT_EQ(a.test_tok.size(), b.test_tok.size());
+      for (size_t i = 0; i < a.test_tok.size(); ++i) EXPECT_EQ(a.test_tok[i].ids, b.test_tok[i].ids);
+    }
+  }
+}
+
+// /tokens and /labels chunked (4 elements) with Fletcher32 checksums; client 0 owns rows 0-1
+// (tokens [0, 8)), client 1 rows 2-3 (tokens [8, 16)). Client 1's chunks are then overwritten on
+// disk: reading them fails the checksum, so loading client 0 proves they were never read.
+TEST(Pretokenized, UnneededRowsAreNeverRead) {
+  const std::string path = testing::TempDir() + "/pt_corrupt_other_client.h5";
+  const int32_t tokens[16] = {10, 11, 12, 256, 13, 14, 15, 256, 20, 21, 22, 256, 23, 24, 25, 256};
+  const uint8_t labels[16] = {0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1};
+  const int64_t offsets[5] = {0, 4, 8, 12, 16};
+  const int32_t client[4] = {0, 0, 1, 1};
+  std::map<std::string, std::vector<std::pair<haddr_t, hsize_t>>> chunks;  // client 1's chunks
+  {
+    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, std::strlen("mira-pretokenized"));
+    hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, str, "mira-pretokenized");
+    H5Aclose(a);
+    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 2}, {"vocab_size", 257}};
+    for (const auto& kv : ints) {
+      hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
+      H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);
+      H5Aclose(b);
+    }
+    auto put = [&](const char* name, hid_t type, hsize_t n, const void* data, bool chunked) {
+      hid_t sp = H5Screate_simple(1, &n, nullptr);
+      hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+      if (chunked) {
+        const hsize_t chunk = 4;
+        H5Pset_chunk(dcpl, 1, &chunk);
+        H5Pset_fletcher32(dcpl);
+      }
+      hid_t d = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+      H5Dflush(d);
+      if (chunked)
+        for (hsize_t at : {hsize_t(8), hsize_t(12)}) {
+          unsigned mask = 0;
+          haddr_t addr = 0;
+          hsize_t size = 0;
+          ASSERT_GE(H5Dget_chunk_info_by_coord(d, &at, &mask, &addr, &size), 0);
+          chunks[name].push_back({addr, size});
+        }
+      H5Dclose(d);
+      H5Pclose(dcpl);
+      H5Sclose(sp);
+    };
+    put("tokens", H5T_NATIVE_INT32, 16, tokens, true);
+    put("labels", H5T_NATIVE_UINT8, 16, labels, true);
+    put("offsets", H5T_NATIVE_INT64, 5, offsets, false);
+    put("client", H5T_NATIVE_INT32, 4, client, false);
+    H5Tclose(str);
+    H5Sclose(scalar);
+    H5Fclose(f);
+  }
+  ByteTokenizer tok;
+  DataOptions o;
+  o.source = DataSource::PRETOKENIZED;
+  o.path = path;
+  {
+    FederatedDataset intact(o, tok, {0, 1});  // the file reads whole before the damage
+    EXPECT_EQ(intact.client(1).counts.train + intact.client(1).counts.test, 2);
+  }
+  ASSERT_EQ(chunks.size(), 2u);
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    for (const auto& [name, list] : chunks)
+      for (const auto& [addr, size] : list) {
+        std::string bytes(static_cast<size_t>(size), '\0');
+        io.seekg(static_cast<std::streamoff>(addr));
+        io.read(bytes.data(), static_cast<std::streamsize>(size));
+        for (size_t i = 0; i + 4 < bytes.size(); ++i) bytes[i] = static_cast<char>(bytes[i] ^ 0x55);  // data, not sum
+        io.seekp(static_cast<std::streamoff>(addr));
+        io.write(bytes.data(), static_cast<std::streamsize>(size));
+      }
+    ASSERT_TRUE(io.good());
+  }
+  FederatedDataset d(o, tok, {0});
+  EXPECT_EQ(d.client(1).counts.train, 1);  // metadata of the other client still complete
+  EXPECT_EQ(d.client(1).counts.test, 1);
+  std::set<std::vector<int32_t>> got;
+  for (const auto* s : {&d.train(0), &d.test(0)})
+    for (const auto& e : *s) got.insert(e.ids);
+  EXPECT_EQ(got, (std::set<std::vector<int32_t>>{{10, 11, 12, 256}, {13, 14, 15, 256}}));
+  try {
+    FederatedDataset bad(o, tok, {1});
+    FAIL() << "client 1's corrupt rows were read without an error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": cannot read /tokens[8, 16)"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Pretokenized, BadFilesAreRefused) {
