@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "runtime/device_binding.h"
 
 namespace mira {
 
@@ -19,17 +20,18 @@ struct CudaDeviceChoice {
 
 // Which visible device a rank uses: none when device_count <= 0; the only one when the rank sees
 // exactly one (e.g. Slurm --gpus-per-task or CUDA_VISIBLE_DEVICES set per rank); otherwise bound by
-// node-local rank, local_rank % device_count (shared when local_size > device_count). Ranks that
-// see one device each but actually share it (same UUID) are not detected here (a later step).
+// node-local rank, local_rank % device_count (shared when local_size > device_count). The index rule
+// is device_binding_index (runtime/device_binding.h); ranks that see one device each but actually
+// share it (same UUID) are found by device_binding_decide / device_binding_gather, not here.
 inline CudaDeviceChoice cuda_select_device(int device_count, int local_rank, int local_size) {
   CudaDeviceChoice ch;
   if (device_count <= 0) {
     ch.reason = "no CUDA device visible";
   } else if (device_count == 1) {
-    ch.device = 0;
+    ch.device = device_binding_index(device_count, local_rank);
     ch.reason = "the only visible device";
   } else {
-    ch.device = local_rank % device_count;
+    ch.device = device_binding_index(device_count, local_rank);
     ch.shared = local_size > device_count;
     ch.reason = "node-local rank " + std::to_string(local_rank) + " of " + std::to_string(local_size) + " on " +
                 std::to_string(device_count) + " devices" + (ch.shared ? " (devices shared by several ranks)" : "");

@@ -44,37 +44,77 @@ std::vector<int> comm_rank_peers(const std::vector<int>& owner, const std::vecto
   return peers;
 }
 
+void comm_check_client_graph(const std::vector<int>& owner, const std::vector<std::vector<int>>& adjacency,
+                             int size, size_t P) {
+  const int K = static_cast<int>(owner.size());
+  MIRA_CHECK(P >= 1 && P <= static_cast<size_t>(INT_MAX), "adapter floats P=" + std::to_string(P));
+  MIRA_CHECK(static_cast<int>(adjacency.size()) == K,
+             "adjacency has " + std::to_string(adjacency.size()) + " lists for K=" + std::to_string(K));
+  for (int k = 0; k < K; ++k) {
+    MIRA_CHECK(owner[k] >= 0 && owner[k] < size, "owner of client " + std::to_string(k) + " = " + std::to_string(owner[k]));
+    for (size_t i = 0; i < adjacency[k].size(); ++i) {
+      const int l = adjacency[k][i];
+      MIRA_CHECK(l >= 0 && l < K && l != k, "client " + std::to_string(k) + " linked to " + std::to_string(l));
+      MIRA_CHECK(i == 0 || adjacency[k][i - 1] < l, "adjacency of client " + std::to_string(k) + " not ascending");
+      MIRA_CHECK(std::binary_search(adjacency[l].begin(), adjacency[l].end(), k),
+                 "adjacency not symmetric: " + std::to_string(k) + " -> " + std::to_string(l));
+    }
+  }
+}
+
+CommLayout comm_layout_build(const std::vector<int>& owner, const std::vector<std::vector<int>>& adjacency, int rank) {
+  const int K = static_cast<int>(owner.size());
+  CommLayout lay;
+  for (int k = 0; k < K; ++k)
+    if (owner[k] == rank) lay.my_clients.push_back(k);
+  lay.peers = comm_rank_peers(owner, adjacency, rank, &lay.weights);
+  for (int q : lay.peers) {
+    lay.peer_clients.emplace_back();
+    for (int k = 0; k < K; ++k)
+      if (owner[k] == q) lay.peer_clients.back().push_back(k);
+  }
+  return lay;
+}
+
+CommRoundPlan comm_plan_round(const CommLayout& layout, const std::vector<int>& owner,
+                              const std::vector<std::vector<int>>& adjacency, int rank,
+                              const std::vector<char>& receiver, const std::vector<char>& provider) {
+  const int K = static_cast<int>(owner.size());
+  MIRA_CHECK(static_cast<int>(receiver.size()) == K && static_cast<int>(provider.size()) == K,
+             "receiver/provider masks must have K=" + std::to_string(K) + " entries");
+  // Does client l (a provider) have a receiver neighbour owned by rank q?
+  auto wanted_by = [&](int l, int q) {
+    if (!provider[l]) return false;
+    for (int k : adjacency[l])
+      if (owner[k] == q && receiver[k]) return true;
+    return false;
+  };
+  CommRoundPlan plan;
+  plan.send.resize(layout.peers.size());
+  plan.recv.resize(layout.peers.size());
+  for (size_t i = 0; i < layout.peers.size(); ++i) {
+    for (int l : layout.my_clients)  // ascending client id (rule 6)
+      if (wanted_by(l, layout.peers[i])) plan.send[i].push_back(l);
+    for (int l : layout.peer_clients[i])
+      if (wanted_by(l, rank)) plan.recv[i].push_back(l);
+  }
+  return plan;
+}
+
 MpiAdapterExchange::MpiAdapterExchange(MPI_Comm comm, std::vector<int> owner, std::vector<std::vector<int>> adjacency,
                                        size_t P)
     : P_(P), owner_(std::move(owner)), adjacency_(std::move(adjacency)) {
   MIRA_CHECK_MPI(MPI_Comm_rank(comm, &rank_));
   MIRA_CHECK_MPI(MPI_Comm_size(comm, &size_));
   const int K = static_cast<int>(owner_.size());
-  MIRA_CHECK(P_ >= 1 && P_ <= static_cast<size_t>(INT_MAX), "adapter floats P=" + std::to_string(P_));
-  MIRA_CHECK(static_cast<int>(adjacency_.size()) == K,
-             "adjacency has " + std::to_string(adjacency_.size()) + " lists for K=" + std::to_string(K));
-  for (int k = 0; k < K; ++k) {
-    MIRA_CHECK(owner_[k] >= 0 && owner_[k] < size_, "owner of client " + std::to_string(k) + " = " + std::to_string(owner_[k]));
-    for (size_t i = 0; i < adjacency_[k].size(); ++i) {
-      const int l = adjacency_[k][i];
-      MIRA_CHECK(l >= 0 && l < K && l != k, "client " + std::to_string(k) + " linked to " + std::to_string(l));
-      MIRA_CHECK(i == 0 || adjacency_[k][i - 1] < l, "adjacency of client " + std::to_string(k) + " not ascending");
-      MIRA_CHECK(std::binary_search(adjacency_[l].begin(), adjacency_[l].end(), k),
-                 "adjacency not symmetric: " + std::to_string(k) + " -> " + std::to_string(l));
-    }
-    if (owner_[k] == rank_) my_clients_.push_back(k);
-  }
-  std::vector<int> weights;
-  peers_ = comm_rank_peers(owner_, adjacency_, rank_, &weights);
-  for (int q : peers_) {
-    peer_clients_.emplace_back();
-    for (int k = 0; k < K; ++k)
-      if (owner_[k] == q) peer_clients_.back().push_back(k);
-  }
+  comm_check_client_graph(owner_, adjacency_, size_, P_);
+  layout_ = comm_layout_build(owner_, adjacency_, rank_);
+  std::vector<int>& peers = layout_.peers;
+  std::vector<int>& weights = layout_.weights;
   MIRA_CHECK_MPI(MPI_Comm_dup(comm, &base_));
-  const int degree = static_cast<int>(peers_.size());
-  MIRA_CHECK_MPI(MPI_Dist_graph_create_adjacent(base_, degree, nonnull(peers_), nonnull(weights), degree,
-                                                nonnull(peers_), nonnull(weights), MPI_INFO_NULL, /*reorder=*/0,
+  const int degree = static_cast<int>(peers.size());
+  MIRA_CHECK_MPI(MPI_Dist_graph_create_adjacent(base_, degree, nonnull(peers), nonnull(weights), degree,
+                                                nonnull(peers), nonnull(weights), MPI_INFO_NULL, /*reorder=*/0,
                                                 &graph_));
   MIRA_CHECK_MPI(MPI_Type_contiguous(static_cast<int>(P_), MPI_FLOAT, &adapter_type_));
   MIRA_CHECK_MPI(MPI_Type_commit(&adapter_type_));
@@ -119,36 +159,25 @@ void MpiAdapterExchange::move(const std::vector<ClientMove>& moves, const Adapte
 
 void MpiAdapterExchange::exchange(const std::vector<char>& receiver, const std::vector<char>& provider,
                                   const AdapterLookup& owned) {
-  const int K = clients();
-  MIRA_CHECK(static_cast<int>(receiver.size()) == K && static_cast<int>(provider.size()) == K,
-             "receiver/provider masks must have K=" + std::to_string(K) + " entries");
+  const CommRoundPlan plan = comm_plan_round(layout_, owner_, adjacency_, rank_, receiver, provider);
   owned_ = owned;
   stats_ = ExchangeStats{};
-  // Does client l (a provider) have a receiver neighbour owned by rank q?
-  auto wanted_by = [&](int l, int q) {
-    if (!provider[l]) return false;
-    for (int k : adjacency_[l])
-      if (owner_[k] == q && receiver[k]) return true;
-    return false;
-  };
-  const size_t npeers = peers_.size();
+  const size_t npeers = layout_.peers.size();
   std::vector<int> scount(npeers, 0), sdispl(npeers, 0), rcount(npeers, 0), rdispl(npeers, 0);
   std::vector<const float*> to_pack;
   std::fill(recv_slot_.begin(), recv_slot_.end(), -1);
   int nsend = 0, nrecv = 0;
   for (size_t i = 0; i < npeers; ++i) {
     sdispl[i] = nsend;
-    for (int l : my_clients_)  // ascending client id (rule 6)
-      if (wanted_by(l, peers_[i])) {
-        const float* p = owned(l);
-        MIRA_CHECK(p != nullptr, "no buffer for owned client " + std::to_string(l));
-        to_pack.push_back(p);
-        ++nsend;
-      }
+    for (int l : plan.send[i]) {
+      const float* p = owned(l);
+      MIRA_CHECK(p != nullptr, "no buffer for owned client " + std::to_string(l));
+      to_pack.push_back(p);
+      ++nsend;
+    }
     scount[i] = nsend - sdispl[i];
     rdispl[i] = nrecv;
-    for (int l : peer_clients_[i])
-      if (wanted_by(l, rank_)) recv_slot_[l] = nrecv++;
+    for (int l : plan.recv[i]) recv_slot_[l] = nrecv++;
     rcount[i] = nrecv - rdispl[i];
   }
   send_buf_.resize(static_cast<size_t>(nsend) * P_);

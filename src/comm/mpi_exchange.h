@@ -16,6 +16,31 @@ namespace mira {
 std::vector<int> comm_rank_peers(const std::vector<int>& owner, const std::vector<std::vector<int>>& adjacency,
                                  int rank, std::vector<int>* pair_counts = nullptr);
 
+// The checks and the rank-level layout every AdapterExchange implementation shares (the MPI one
+// here, the NCCL and host-staged ones in comm/nccl_exchange.h), so they build the same rank graph.
+// owner: (K) rank of each client in 0..size-1; adjacency: (K) ascending, symmetric, no self-links;
+// 1 <= P <= INT_MAX. Throws InternalError naming the first fault.
+void comm_check_client_graph(const std::vector<int>& owner, const std::vector<std::vector<int>>& adjacency,
+                             int size, size_t P);
+
+struct CommLayout {
+  std::vector<int> peers;                      // comm_rank_peers: ascending, sources == destinations
+  std::vector<int> weights;                    // linked client pairs per peer (placement hints)
+  std::vector<std::vector<int>> peer_clients;  // (peers, n) clients owned by each peer, ascending
+  std::vector<int> my_clients;                 // clients owned by `rank`, ascending
+};
+CommLayout comm_layout_build(const std::vector<int>& owner, const std::vector<std::vector<int>>& adjacency, int rank);
+
+// One round's traffic (rules 3, 5, 6): per peer (layout order), the owned clients this rank sends
+// and the peer's clients it receives, each ascending; empty lists are zero counts.
+struct CommRoundPlan {
+  std::vector<std::vector<int>> send;  // (peers, n)
+  std::vector<std::vector<int>> recv;  // (peers, n)
+};
+CommRoundPlan comm_plan_round(const CommLayout& layout, const std::vector<int>& owner,
+                              const std::vector<std::vector<int>>& adjacency, int rank,
+                              const std::vector<char>& receiver, const std::vector<char>& provider);
+
 class MpiAdapterExchange final : public AdapterExchange {
  public:
   // Collective over `comm`. owner: (K) rank of each client; adjacency: (K) ascending linked client
@@ -37,7 +62,7 @@ class MpiAdapterExchange final : public AdapterExchange {
   void gather(const std::vector<int>& clients, const AdapterLookup& owned, float* out) override;
   ExchangeStats last_stats() const override { return stats_; }
 
-  const std::vector<int>& peers() const { return peers_; }
+  const std::vector<int>& peers() const { return layout_.peers; }
   MPI_Comm graph_comm() const { return graph_; }
 
  private:
@@ -48,9 +73,7 @@ class MpiAdapterExchange final : public AdapterExchange {
   size_t P_ = 0;
   std::vector<int> owner_;                       // (K)
   std::vector<std::vector<int>> adjacency_;      // (K, deg)
-  std::vector<int> peers_;                       // ascending, sources == destinations
-  std::vector<std::vector<int>> peer_clients_;   // (peers, n) clients owned by each peer, ascending
-  std::vector<int> my_clients_;                  // ascending
+  CommLayout layout_;                            // peers (ascending, sources == destinations), their clients, mine
   std::vector<float> send_buf_, recv_buf_;       // (adapters, P)
   std::vector<int64_t> recv_slot_;               // (K) adapter index in recv_buf_, -1 if absent
   AdapterLookup owned_;                          // from the last exchange
