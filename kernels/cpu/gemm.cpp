@@ -1,9 +1,14 @@
-// Row-major GEMM over OpenBLAS cblas, made thread-count invariant (see gemm.h).
+// Row-major GEMM: our AVX-512 sgemm for large float products, else OpenBLAS cblas on fixed tiles;
+// thread-count invariant either way (see gemm.h).
 #include "kernels/cpu/gemm.h"
 
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu/sgemm_avx512.h"
 
 namespace mira {
 
@@ -37,12 +42,40 @@ void blas<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
               alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+// Our AVX-512 sgemm (sgemm_avx512.h) for float products with at least 32 rows and either at least
+// 32 columns, or at most 16 (one-vector panels) with op(A) = A - a function of the shape and
+// flags only, so the choice never depends on the thread count. The rest stays with OpenBLAS: m < 32
+// or 16 < n < 32 would leave much of the 12 x 16/32 register tile empty, and a narrow product with
+// op(A) = A^T (the LoRA gradient gB = s dy^T u) would spend more on transposing A into panels
+// than on its 16 FMAs per element. MIRA_CPU_GEMM=openblas turns it off (for comparisons); read once.
+bool use_own_sgemm(bool ta, int64_t m, int64_t n) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MIRA_CPU_GEMM");
+    return sgemm_avx512_available() && !(v && std::strcmp(v, "openblas") == 0);
+  }();
+  return enabled && m >= 32 && (n >= 32 || (n <= 16 && !ta));
+}
+
+template <typename T>
+bool own_gemm(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, int64_t) {
+  return false;  // double (finite-difference checks) always goes to OpenBLAS dgemm
+}
+
+template <>
+bool own_gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                     const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (!use_own_sgemm(ta, m, n)) return false;
+  sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
 void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
               int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (own_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
   const bool by_rows = m >= n;
   const int64_t extent = by_rows ? m : n;
   const int64_t per = (extent + GEMM_MAX_TILES - 1) / GEMM_MAX_TILES;

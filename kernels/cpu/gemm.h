@@ -1,5 +1,9 @@
-// Row-major GEMM for the CPU kernels: C = alpha * op(A) op(B) + beta * C through OpenBLAS cblas
-// (sgemm for float, dgemm for double, so finite-difference checks can run in double).
+// Row-major GEMM for the CPU kernels: C = alpha * op(A) op(B) + beta * C. Float products with at
+// least 32 rows and at least 32 (or at most 16) columns go to our AVX-512 sgemm when the CPU has
+// AVX-512F (kernels/cpu/sgemm_avx512.h: packed panels shared out as tasks, thread-count invariant
+// by construction; gemm.cpp, use_own_sgemm, has the exact rule); everything else - thin float
+// products, double (finite-difference checks), CPUs without AVX-512, or MIRA_CPU_GEMM=openblas -
+// goes through OpenBLAS cblas as follows.
 // Thread-count invariant: C is cut into fixed tiles (a function of the shape only) computed by
 // single-threaded BLAS calls from our own OpenMP loop - OpenBLAS (OpenMP build) runs single-threaded
 // inside a parallel region - so every element is summed the same way for any OMP_NUM_THREADS.

@@ -1,4 +1,6 @@
-// Fused LM head + softmax + cross-entropy (see lm_head_ce.h).
+// Fused LM head + softmax + cross-entropy (see lm_head_ce.h). The float softmax uses
+// softmax_exp_sum (kernels/cpu/softmax_exp.h, vectorised exp; double keeps std::exp).
+#pragma GCC optimize("no-trapping-math")  // lets GCC vectorise exp_f32 (see softmax_exp.h)
 #include "kernels/cpu/lm_head_ce.h"
 
 #include <cmath>
@@ -6,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/softmax_exp.h"
 
 namespace mira {
 
@@ -33,11 +36,7 @@ void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, cons
       T mx = l[0];
       for (int64_t j = 1; j < v; ++j) mx = l[j] > mx ? l[j] : mx;
       const T lt = l[targets[row]];
-      T sum = 0;  // one exp per logit: e_j = exp(l_j - max) kept in place for the gradient
-      for (int64_t j = 0; j < v; ++j) {
-        l[j] = std::exp(l[j] - mx);
-        sum += l[j];
-      }
+      const T sum = softmax_exp_sum(l, v, mx);  // e_j = exp(l_j - max) kept in place for the gradient
       loss_rows[row] = mx + std::log(sum) - lt;
       if (dh || dwte) {  // dlogits = weight * (softmax - onehot), in place
         const T ws = weight[row] / sum;

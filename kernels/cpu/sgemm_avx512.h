@@ -1,0 +1,31 @@
+// Our own float GEMM for x86-64 CPUs with AVX-512 (kernels/cpu/sgemm_avx512.cpp), used by
+// cpu_gemm<float> for the large products of a training step (the base-weight GEMMs and the LM head)
+// when the CPU has AVX-512F; other shapes and CPUs keep the OpenBLAS path (gemm.cpp).
+//
+// Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose when the flag is set.
+// Structure (the BLIS/GotoBLAS loop nest): K is cut into blocks of SGEMM_KC, N into blocks of
+// SGEMM_NC; for each (N block, K block) the block of op(B) is packed once into 32-column panels
+// shared by all threads, then tiles of SGEMM_MC rows x SGEMM_NT columns are shared out among the
+// threads (dynamic schedule); each tile packs its rows of op(A) into 12-row panels and runs a
+// 12 x 32 register-blocked FMA microkernel over the K block.
+//
+// Thread-count invariant by construction: every element of C is the sum over K blocks in
+// ascending order, each block summed from zero by the same microkernel in ascending k (edge tiles
+// are zero-padded, not handled by other code), and the block sizes depend on nothing but
+// constants. Which thread computes a tile changes nothing, so the result is the same for any
+// OMP_NUM_THREADS, and called inside an active parallel region it runs on the calling thread.
+// Different from OpenBLAS's summation order: equal to float rounding.
+#pragma once
+#include <cstdint>
+
+namespace mira {
+
+// True when this CPU has AVX-512F (checked once, at run time: the binary runs everywhere).
+bool sgemm_avx512_available();
+
+// Requires sgemm_avx512_available(); any m, n, k >= 0 and leading dimensions >= the row lengths.
+// beta == 0 never reads C (it may hold NaN).
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+}  // namespace mira
