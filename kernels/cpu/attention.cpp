@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/row_sum.h"
 #include "kernels/cpu/softmax_exp.h"
 
 namespace mira {
@@ -113,8 +114,7 @@ void cpu_attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, co
         if (dropping)
           for (int64_t j = 0; j <= i; ++j)
             dr[j] = dropout_keep(drop.stream, base + (uint64_t)(i * t + j), thr) ? dr[j] * keep_scale : T(0);
-        T dot = 0;
-        for (int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
+        const T dot = row_sum<T>(i + 1, [&](int64_t j) { return pr[j] * dr[j]; });
         for (int64_t j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - dot) * scale;
         for (int64_t j = i + 1; j < t; ++j) dr[j] = 0;
       }

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-
+#include <type_traits>
 
 namespace mira {
 
@@ -72,25 +72,95 @@ void cpu_scale(T* y, int64_t n, T s) {
   for (int64_t i = 0; i < n; ++i) y[i] *= s;
 }
 
+namespace {
+
+// Whole draws [g0, g1) (every lane inside the range): y[4g - base + lane] (+)= kept x * keep_scale.
+// In blocks of 16 draws: the 16 RNG values first (pure 64-bit arithmetic, vectorisable), then the
+// 64 elements branch-free; the same float operations as the edge loop in cpu_dropout.
+template <typename T, bool ACC>
+__attribute__((always_inline)) inline void dropout_draws(T* y, const T* x, uint64_t g0, uint64_t g1, uint64_t base,
+                                                         uint64_t stream, uint32_t threshold, T keep_scale) {
+  constexpr int D = 16;
+  uint64_t g = g0;
+  for (; g + D <= g1; g += D) {
+    uint16_t r[4 * D];  // lane l of draw d: bits 16 l.. of rng_at(stream, g + d)
+    for (int d = 0; d < D; ++d) {
+      const uint64_t bits = rng_at(stream, g + (uint64_t)d);
+      for (int l = 0; l < 4; ++l) r[4 * d + l] = (uint16_t)(bits >> (16 * l));
+    }
+    T* yy = y + (int64_t)(4 * g - base);
+    const T* xx = x + (int64_t)(4 * g - base);
+    for (int e = 0; e < 4 * D; ++e) {
+      const T val = (uint32_t)r[e] >= threshold ? xx[e] * keep_scale : T(0);
+      yy[e] = ACC ? yy[e] + val : val;
+    }
+  }
+  for (; g < g1; ++g) {
+    const uint64_t bits = rng_at(stream, g);
+    const int64_t i0 = (int64_t)(4 * g - base);
+    for (int lane = 0; lane < 4; ++lane) {
+      const bool keep = ((bits >> (16 * lane)) & 0xFFFFu) >= threshold;  // = dropout_keep(stream, 4g + lane, ...)
+      const T val = keep ? x[i0 + lane] * keep_scale : T(0);
+      y[i0 + lane] = ACC ? y[i0 + lane] + val : val;
+    }
+  }
+}
+
+// The float version compiled for AVX-512 (64-bit multiplies of the RNG vectorise with AVX512DQ),
+// chosen at run time; other CPUs run the baseline build of the same loop.
+template <bool ACC>
+__attribute__((target("avx512f,avx512dq"))) void dropout_draws_avx512(float* y, const float* x, uint64_t g0, uint64_t g1,
+                                                                     uint64_t base, uint64_t stream, uint32_t threshold,
+                                                                     float keep_scale) {
+  dropout_draws<float, ACC>(y, x, g0, g1, base, stream, threshold, keep_scale);
+}
+
+template <typename T, bool ACC>
+void dropout_interior(T* y, const T* x, uint64_t g0, uint64_t g1, uint64_t base, uint64_t stream, uint32_t threshold,
+                      T keep_scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    if (avx512) return dropout_draws_avx512<ACC>(y, x, g0, g1, base, stream, threshold, keep_scale);
+  }
+  dropout_draws<T, ACC>(y, x, g0, g1, base, stream, threshold, keep_scale);
+}
+
+}  // namespace
+
 template <typename T>
 void cpu_dropout(T* y, const T* x, int64_t n, float p, uint64_t stream, uint64_t base, bool accumulate) {
   const T keep_scale = (T)1 / ((T)1 - (T)p);
   const uint32_t threshold = dropout_threshold(p);
   // One 64-bit draw serves 4 consecutive indices (16-bit lanes): the RNG was ~4% of a step at 1 draw
   // per element. Work is split by draw, so each element's value is independent of the thread count.
-  const uint64_t g0 = base >> 2, g1 = (base + (uint64_t)n + 3) >> 2;
-#pragma omp parallel for schedule(static)
-  for (int64_t gi = 0; gi < (int64_t)(g1 - g0); ++gi) {
-    const uint64_t g = g0 + (uint64_t)gi;
+  const uint64_t end = base + (uint64_t)n;
+  const uint64_t g0 = base >> 2, g1 = (end + 3) >> 2;
+  // Draws whose 4 lanes all lie in [base, end): the branch-free loop; the (at most 2) others here.
+  const uint64_t in0 = (base + 3) >> 2, in1 = std::max(in0, end >> 2);
+  auto edge = [&](uint64_t g) {
     const uint64_t bits = rng_at(stream, g);
     for (uint64_t lane = 0; lane < 4; ++lane) {
       const uint64_t idx = 4 * g + lane;
-      if (idx < base || idx >= base + (uint64_t)n) continue;
+      if (idx < base || idx >= end) continue;
       const int64_t i = (int64_t)(idx - base);
-      const bool keep = ((bits >> (16 * lane)) & 0xFFFFu) >= threshold;  // = dropout_keep(stream, idx, threshold)
+      const bool keep = ((bits >> (16 * lane)) & 0xFFFFu) >= threshold;
       const T val = keep ? x[i] * keep_scale : T(0);
       y[i] = accumulate ? y[i] + val : val;
     }
+  };
+  for (uint64_t g = g0; g < std::min(in0, g1); ++g) edge(g);
+  for (uint64_t g = std::max(in1, in0); g < g1; ++g) edge(g);
+  if (in1 <= in0) return;
+  // Fixed chunks of draws (a function of n only) shared out among the threads.
+  constexpr uint64_t CHUNK = 4096;
+  const int64_t chunks = (int64_t)((in1 - in0 + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const uint64_t a = in0 + (uint64_t)ci * CHUNK, b = std::min(in1, a + CHUNK);
+    if (accumulate)
+      dropout_interior<T, true>(y, x, a, b, base, stream, threshold, keep_scale);
+    else
+      dropout_interior<T, false>(y, x, a, b, base, stream, threshold, keep_scale);
   }
 }
 

@@ -5,35 +5,9 @@
 #include <vector>
 
 #include "kernels/cpu/reduce.h"
+#include "kernels/cpu/row_sum.h"
 
 namespace mira {
-
-namespace {
-
-// Row sums with 16 interleaved partial sums, combined pairwise at the end: a fixed order (the same
-// for any thread count and vector width) that GCC vectorises, where one running sum would chain
-// every add on the previous one (a 4-cycle latency per element).
-constexpr int LANES = 16;
-
-template <typename T>
-T combine(T (&acc)[LANES]) {
-  for (int w = LANES / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
-}
-
-// sum_j f(j) for j < n.
-template <typename T, typename F>
-T row_sum(int64_t n, F f) {
-  T acc[LANES] = {};
-  int64_t j = 0;
-  for (; j + LANES <= n; j += LANES)
-    for (int l = 0; l < LANES; ++l) acc[l] += f(j + l);
-  for (; j < n; ++j) acc[0] += f(j);
-  return combine(acc);
-}
-
-}  // namespace
 
 template <typename T>
 void cpu_layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t n, int64_t c,
@@ -59,10 +33,10 @@ void cpu_layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const 
     const T* dyi = dy + i * c;
     const T* xi = x + i * c;
     const T mi = mean[i], ri = rstd[i];
-    T am[LANES] = {}, an[LANES] = {};  // partial sums of w dy and w dy xhat (row_sum's order)
+    T am[ROW_SUM_LANES] = {}, an[ROW_SUM_LANES] = {};  // partial sums of w dy and w dy xhat (row_sum's order)
     int64_t j = 0;
-    for (; j + LANES <= c; j += LANES)
-      for (int l = 0; l < LANES; ++l) {
+    for (; j + ROW_SUM_LANES <= c; j += ROW_SUM_LANES)
+      for (int l = 0; l < ROW_SUM_LANES; ++l) {
         const T dn = w[j + l] * dyi[j + l];
         am[l] += dn;
         an[l] += dn * ((xi[j + l] - mi) * ri);
@@ -72,8 +46,8 @@ void cpu_layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const 
       am[0] += dn;
       an[0] += dn * ((xi[j] - mi) * ri);
     }
-    const T dnorm_mean = combine(am) / (T)c;
-    const T dnorm_norm_mean = combine(an) / (T)c;
+    const T dnorm_mean = row_sum_combine(am) / (T)c;
+    const T dnorm_norm_mean = row_sum_combine(an) / (T)c;
     T* dxi = dx + i * c;
     for (int64_t jj = 0; jj < c; ++jj) {
       const T xh = (xi[jj] - mi) * ri;
