@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_timing.h"
 #include "comm/mpi_exchange.h"
 #include "fed/assignment.h"
 #include "fed/graph.h"
@@ -87,33 +88,8 @@ Graph graph_circulant(int K, int k) {
   return graph_from_weights(K, std::move(w), "circulant k=" + std::to_string(k));
 }
 
-// Times several methods INTERLEAVED (method 0, 1, ..., then again), so a burst of load from other
-// processes on a shared machine hits all of them alike. Each sample is the slowest rank's time of
-// one call; the result is the median per method. The loop count is the same on every rank because
-// it depends only on allreduced times.
 std::vector<double> time_interleaved(MPI_Comm comm, const Options& o, const std::vector<std::function<void()>>& methods) {
-  for (int w = 0; w < 2; ++w)  // warm-up: first touch of buffers, connection set-up
-    for (const auto& m : methods) m();
-  std::vector<std::vector<double>> ts(methods.size());
-  double spent = 0.0;
-  while ((int)ts[0].size() < o.min_iters || (spent < o.budget * double(methods.size()) && (int)ts[0].size() < o.max_iters)) {
-    for (size_t i = 0; i < methods.size(); ++i) {
-      MPI_Barrier(comm);
-      const double t0 = MPI_Wtime();
-      methods[i]();
-      double t = MPI_Wtime() - t0, tmax = 0.0;
-      MIRA_CHECK_MPI(MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, comm));
-      ts[i].push_back(tmax);
-      spent += tmax;
-    }
-  }
-  std::vector<double> med;
-  for (auto& v : ts) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    med.push_back(n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-  }
-  return med;
+  return mira::time_interleaved(comm, o.min_iters, o.max_iters, o.budget, methods);  // bench/bench_timing.h
 }
 
 std::string size_name(int64_t b) {

@@ -6,7 +6,10 @@
 # binaries next to them, and writes .bundle/env.sh, which on the device unpacks the .debs into
 # .bundle/root (dpkg -x, or a Python fallback where dpkg is missing) and exports PATH,
 # LD_LIBRARY_PATH and the OpenMPI/PMIx relocation variables. Usage (docs/cuda.md has the session):
-#   scripts/device-bundle.sh [--bin build-cuda/test_gpu --bin build-cuda/mira_hpc ...]
+#   scripts/device-bundle.sh [--bin build-cuda/test_gpu --bin build-cuda/mira_hpc ...] [--gpu-session BUILD]
+# --gpu-session BUILD adds what bench/gpu_session.sh runs from the CUDA build tree BUILD: test_gpu,
+# test_gpu_mpi_nccl_exchange, test_gpu_mpi_staged_exchange, bench/bench_kernels,
+# bench/train_gpu_main, bench/bench_exchange_device (all into .bundle/bin).
 # Environment: MIRA_BUNDLE_DIR (default <repo>/.bundle); MIRA_BUNDLE_BASELINE = a file with the
 # package names installed on the device (`dpkg-query -W -f '${Package}\n'` run there) to bundle only
 # what it lacks; without it, a bare debian:bookworm image is assumed (the list below).
@@ -21,9 +24,18 @@ bins=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bins+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "device-bundle.sh: unknown argument '$1' (allowed: --bin FILE)" >&2; exit 2 ;;
+    --gpu-session)
+      for b in test_gpu test_gpu_mpi_nccl_exchange test_gpu_mpi_staged_exchange bench/bench_kernels \
+               bench/train_gpu_main bench/bench_exchange_device; do
+        bins+=("$2/$b")
+      done
+      shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "device-bundle.sh: unknown argument '$1' (allowed: --bin FILE, --gpu-session BUILD)" >&2; exit 2 ;;
   esac
+done
+for b in "${bins[@]}"; do  # before any download: a missing binary is a build step left out
+  [ -x "$b" ] || { echo "device-bundle.sh: $b is not an executable (build it first, docs/cuda.md)" >&2; exit 2; }
 done
 
 # What the binaries need at run time (DESIGN.md libraries; PCRE2 and libstdc++ are in the base).

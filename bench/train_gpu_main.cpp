@@ -1,0 +1,135 @@
+// Benchmark driver (our side of bench/train_gpu.sh): LoRA training steps (forward + backward +
+// clipping + AdamW) of a GPT-2 shaped model on the CUDA backend (src/backend/backend_cuda.h, built
+// directly here: the app's refusal of run.backend = cuda in src/app/run_setup.cpp is for users until
+// the backend is verified, not for this measurement). Same model, LoRA and optimiser settings as
+// bench/train_cpu_main.cpp. Prints ONE JSON object on stdout:
+//   no usable device:  {"skipped":"no CUDA device: <devices_query reason>"}  (exit 0)
+//   otherwise:         {"tokens_per_s",...,"n_params","n_lora","n_layer","n_embd","seq","batch","device",...}
+// bench/train_gpu.sh turns it (and the peer's) into the benchmark's JSON lines and MFU figures; the
+// FLOP formulas live there, in one place for both sides.
+// Our backend is the fp32 parity mode (every GEMM in CUBLAS_PEDANTIC_MATH: fp32 without TF32; bf16
+// mode not started, docs/cuda.md), so it is compared with a peer that uses bf16 autocast.
+//   train_gpu_main [--preset gpt2-124m-shape] [--vocab 50257] [--seq 1024] [--batch 8] [--r 16]
+//                  [--steps 10] [--warmup 2] [--peaks "DEVICE NAME"]
+// --peaks prints the bench/device_peaks.h entry for a device name and exits (no CUDA call).
+// Built only with the CUDA backend. STATUS: compiled; never run on a GPU (docs/cuda.md) - on a
+// machine without a device only the skip path and --peaks have run.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend_cuda.h"
+#include "bench/device_peaks.h"
+#include "model/gpt2_model.h"
+#include "runtime/devices.h"
+#include "runtime/rng.h"
+
+namespace {
+
+void cuda_ok(cudaError_t rc, const char* call) {
+  if (rc != cudaSuccess)
+    throw std::runtime_error(std::string(call) + ": " + cudaGetErrorName(rc) + ": " + cudaGetErrorString(rc));
+}
+
+int run(int argc, char** argv) {
+  std::string preset = "gpt2-124m-shape";
+  int64_t vocab = 50257, T = 1024, B = 8, r = 16, steps = 10, warmup = 2;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "train_gpu_main: %s needs a value\n", k.c_str());
+      return 2;
+    }
+    const char* v = argv[i + 1];
+    if (k == "--preset") preset = v;
+    else if (k == "--vocab") vocab = std::atoll(v);
+    else if (k == "--seq") T = std::atoll(v);
+    else if (k == "--batch") B = std::atoll(v);
+    else if (k == "--r") r = std::atoll(v);
+    else if (k == "--steps") steps = std::atoll(v);
+    else if (k == "--warmup") warmup = std::atoll(v);
+    else if (k == "--peaks") {
+      std::printf("%s\n", mira::device_peak_json(v).c_str());
+      return 0;
+    } else {
+      std::fprintf(stderr, "train_gpu_main: unknown option %s (allowed: --preset --vocab --seq --batch --r --steps "
+                           "--warmup --peaks)\n", k.c_str());
+      return 2;
+    }
+  }
+  if (B < 1 || T < 1 || steps < 1 || warmup < 0) {
+    std::fprintf(stderr, "train_gpu_main: need --batch >= 1, --seq >= 1, --steps >= 1, --warmup >= 0\n");
+    return 2;
+  }
+  using namespace mira;
+  const DeviceReport rep = devices_query();
+  if (rep.devices.empty()) {
+    std::printf("{\"skipped\":\"no CUDA device: %s\"}\n", bench_json_escape(rep.unavailable).c_str());
+    return 0;
+  }
+  const CudaDeviceChoice ch = cuda_select_device((int)rep.devices.size(), 0, 1);
+  const std::string device = rep.devices[(size_t)ch.device].name;
+  std::unique_ptr<Backend> be = backend_create_cuda(ch.device);
+  LoraConfig lc;  // paper settings: r, alpha 8, dropout 0.05, targets c_attn + c_proj
+  lc.r = r, lc.alpha = 8, lc.dropout = 0.05;
+  OptimConfig oc;
+  oc.kind = OptimKind::ADAMW, oc.lr = 3e-4, oc.weight_decay = 1e-2, oc.clip = 5.0;
+  const auto t_init = std::chrono::steady_clock::now();
+  const Gpt2Config cfg = gpt2_config_preset(preset, vocab);
+  Gpt2Model model(*be, gpt2_init_preset(cfg, 0), lc, oc, 0);
+  std::vector<int32_t> in((size_t)(B * T)), tgt(in.size());
+  std::vector<float> mask(in.size(), 1.0f);  // every token counted (the peer computes all logits too)
+  Rng rng(0, RngPurpose::DATA_SYNTH);
+  for (auto& x : in) x = (int32_t)rng.below((uint64_t)vocab);
+  for (auto& x : tgt) x = (int32_t)rng.below((uint64_t)vocab);
+  BatchView b;
+  b.B = B, b.T = T, b.inputs = in.data(), b.targets = tgt.data(), b.loss_mask = mask.data();
+  const double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count();
+  std::fprintf(stderr, "train_gpu_main: %s (%s), init %.1f s, adapter %lld floats, B %lld T %lld\n", device.c_str(),
+               ch.reason.c_str(), init_s, (long long)model.adapter_size(), (long long)B, (long long)T);
+  double loss = 0;
+  for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(b, StepContext{0, s});
+  cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  // Each step is timed to the end of its GPU work (the AdamW update is asynchronous after the
+  // clipping norm comes back): one device synchronisation per step, a few microseconds.
+  std::vector<double> ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto ts = std::chrono::steady_clock::now();
+    loss = model.train_step(b, StepContext{0, warmup + s});
+    cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    ms.push_back(1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
+    std::fprintf(stderr, "step %lld loss %.4f %.1f ms\n", (long long)s, loss, ms.back());
+  }
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::sort(ms.begin(), ms.end());
+  const double med = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  size_t free_b = 0, total_b = 0;
+  cuda_ok(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.3f,\"ms_per_step_median\":%.3f,\"steps\":%lld,"
+              "\"loss\":%.5f,\"n_params\":%lld,\"n_lora\":%lld,\"n_layer\":%lld,\"n_embd\":%lld,\"seq\":%lld,"
+              "\"batch\":%lld,\"device\":\"%s\",\"device_mem_in_use_gib\":%.3f,\"init_s\":%.2f,"
+              "\"precision\":\"fp32 parity (cuBLAS PEDANTIC, no TF32; bf16 mode not started)\"}\n",
+              (double)(B * T * steps) / sec, 1e3 * sec / (double)steps, med, (long long)steps, loss,
+              (long long)gpt2_param_count(cfg), (long long)model.adapter_size(), (long long)cfg.n_layer,
+              (long long)cfg.n_embd, (long long)T, (long long)B, bench_json_escape(device).c_str(),
+              (double)(total_b - free_b) / (1024.0 * 1024.0 * 1024.0), init_s);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_gpu_main: %s\n", e.what());
+    return 1;
+  }
+}
