@@ -25,6 +25,7 @@
 #ifdef MIRA_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "comm/nccl_exchange.h"
 #include "runtime/check_cuda.h"
 #endif
 
@@ -307,6 +308,32 @@ inline void check_gather(const DeviceExchangeFactory& make, cudaStream_t compute
     }
   }
 }
+
+// The fixture of a device exchange test: skips (with the agreed reason) unless every rank has a
+// usable device (its own one when NeedOwnGpu: NCCL refuses two ranks on one GPU), then binds it
+// and creates a compute stream; factory() makes an Exchange over it.
+template <class Exchange, bool NeedOwnGpu>
+class DeviceExchangeFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string why = skip_reason(NeedOwnGpu, &binding_);
+    if (!why.empty()) GTEST_SKIP() << why;
+    MIRA_CHECK_CUDA(cudaSetDevice(binding_.device));
+    MIRA_CHECK_CUDA(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+    if (world_rank() == 0) std::printf("[ device   ] %s\n", binding_.reason.c_str());
+  }
+  void TearDown() override {
+    if (compute_) cudaStreamDestroy(compute_);
+  }
+  DeviceExchangeFactory factory() {
+    return [this](const std::vector<int>& owner, const mira::Graph& g, size_t P) {
+      return std::unique_ptr<mira::AdapterExchange>(
+          new Exchange(MPI_COMM_WORLD, owner, g.neighbours, P, binding_.device, compute_));
+    };
+  }
+  mira::DeviceBinding binding_;
+  cudaStream_t compute_ = nullptr;
+};
 
 #endif  // MIRA_HAVE_CUDA
 

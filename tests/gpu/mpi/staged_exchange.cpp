@@ -15,27 +15,7 @@ namespace {
 
 #ifdef MIRA_HAVE_CUDA
 
-class StagedExchange : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const std::string why = skip_reason(/*need_own_gpu=*/false, &binding_);
-    if (!why.empty()) GTEST_SKIP() << why;
-    MIRA_CHECK_CUDA(cudaSetDevice(binding_.device));
-    MIRA_CHECK_CUDA(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
-    if (world_rank() == 0) std::printf("[ device   ] %s\n", binding_.reason.c_str());
-  }
-  void TearDown() override {
-    if (compute_) cudaStreamDestroy(compute_);
-  }
-  DeviceExchangeFactory factory() {
-    return [this](const std::vector<int>& owner, const mira::Graph& g, size_t P) {
-      return std::unique_ptr<mira::AdapterExchange>(
-          new mira::HostStagedAdapterExchange(MPI_COMM_WORLD, owner, g.neighbours, P, binding_.device, compute_));
-    };
-  }
-  mira::DeviceBinding binding_;
-  cudaStream_t compute_ = nullptr;
-};
+class StagedExchange : public DeviceExchangeFixture<mira::HostStagedAdapterExchange, /*NeedOwnGpu=*/false> {};
 
 TEST_F(StagedExchange, FactoryPicksStagedWhenShared) {
   const int K = 5;
