@@ -106,6 +106,9 @@ void print_summary(const FederatedDataset& data, const std::vector<RoundRecord>&
               format_bytes(static_cast<double>(bytes)).c_str(),
               format_bytes(recs.empty() ? 0.0 : static_cast<double>(bytes) / recs.size()).c_str());
   if (last_eval) std::printf("mean test loss over clients (own adapters): %.4f\n", last_eval->test_loss);
+  if (last_eval && !last_eval->client_global_loss.empty())
+    std::printf("mean global loss (each adapter on every client's test split, eval.global_matrix): %.4f\n",
+                last_eval->global_loss);
   // The paper's accounting (fp32): a sampled client uploads and downloads its adapter each round;
   // a client holds the frozen model, its trainable adapter and Adam's two moments.
   std::printf("paper accounting per client: communication %s per round (adapter up + down), memory %s "
@@ -201,6 +204,7 @@ int command_train(const AppContext& ctx) {
   o.batch_size = c.train.batch_size;
   o.keep_optimizer = c.optim.keep_state;
   o.eval_every = c.eval.every;
+  o.global_matrix = c.eval.global_matrix;
 
   std::unique_ptr<FederatedDataset> data;
   const std::vector<int> needed = FederatedRun::clients_needed(o, env.size, env.rank);

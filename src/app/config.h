@@ -86,6 +86,7 @@ struct Config {
   } checkpoint;
   struct Eval {
     int every;               // evaluate every N rounds (and after the last)
+    bool global_matrix;      // also every adapter on every client's test split (K x K evaluations)
   } eval;
 
   // inspect / export (command-line only): the checkpoint (file, or directory with `latest`), the

@@ -381,6 +381,15 @@ std::vector<ConfigKey> build_keys() {
   // [eval]
   keys.push_back(key_int("eval", "every", 1, 1, 1000000, "evaluate every N rounds (and after the last)",
                          [](Config& c) -> int& { return c.eval.every; }));
+  {
+    ConfigKey k{"eval", "global_matrix", "true | false", "false",
+                "also evaluate every client's adapter on every client's test split (K x K losses and each "
+                "adapter's global loss in the metrics; K times the evaluation work)",
+                nullptr, nullptr};
+    k.set = [](Config& c, const std::string& v) { c.eval.global_matrix = config_parse_bool(v); };
+    k.get = [](const Config& c) { return std::string(c.eval.global_matrix ? "true" : "false"); };
+    keys.push_back(k);
+  }
   return keys;
 }
 

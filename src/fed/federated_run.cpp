@@ -139,6 +139,20 @@ void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum
   }
 }
 
+LossSum FederatedRun::evaluate_split(const float* adapter, int client) {
+  model_.set_adapter(adapter);
+  const auto& test = data_.test(client);
+  LossSum total;  // batches in order: a fixed summation order
+  const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
+  for (int64_t i = 0; i < batches; ++i) {
+    Batch b = batch_fixed(test, i, opts_.batch_size, 0, pad_id_);
+    LossSum ls = model_.eval_loss(batch_view(b));
+    total.sum += ls.sum;
+    total.tokens += ls.tokens;
+  }
+  return total;
+}
+
 std::vector<double> FederatedRun::evaluate_owned() {
   std::vector<double> out;  // (owned) token-mean test loss per owned client, ascending id
   for (auto& [k, adapter] : owned_) {
@@ -146,19 +160,70 @@ std::vector<double> FederatedRun::evaluate_owned() {
       out.push_back(std::numeric_limits<double>::quiet_NaN());
       continue;
     }
-    model_.set_adapter(opts_.algorithm == Algorithm::FEDIT ? global_.data() : adapter.data());
-    const auto& test = data_.test(k);
-    double sum = 0, n = 0;
-    const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
-    for (int64_t i = 0; i < batches; ++i) {
-      Batch b = batch_fixed(test, i, opts_.batch_size, 0, pad_id_);
-      LossSum ls = model_.eval_loss(batch_view(b));
-      sum += ls.sum;
-      n += ls.tokens;
-    }
-    out.push_back(n > 0 ? sum / n : std::numeric_limits<double>::quiet_NaN());
+    const LossSum ls = evaluate_split(opts_.algorithm == Algorithm::FEDIT ? global_.data() : adapter.data(), k);
+    out.push_back(ls.tokens > 0 ? ls.sum / ls.tokens : std::numeric_limits<double>::quiet_NaN());
   }
   return out;
+}
+
+void FederatedRun::evaluate_global_matrix(RoundRecord& rec) {
+  // Adapter k travels to every rank (one gather of P floats at a time: memory stays one adapter),
+  // each rank evaluates it on the test splits of the clients it owns, and rank 0 gathers the
+  // (loss sum, tokens) pairs by client. FedIT: every client holds the global adapter, so one
+  // row is evaluated and repeated.
+  const int K = opts_.clients;
+  const bool fedit = opts_.algorithm == Algorithm::FEDIT;
+  AdapterLookup owned = [&](int k) -> float* {
+    auto it = owned_.find(k);
+    return it == owned_.end() ? nullptr : it->second.data();
+  };
+  std::vector<float> adapter(static_cast<size_t>(P_));
+  std::vector<double> sums, tokens;  // rank 0: (K, K)
+  if (rank_ == 0) sums.assign(static_cast<size_t>(K) * K, 0.0), tokens.assign(static_cast<size_t>(K) * K, 0.0);
+  for (int k = 0; k < (fedit ? 1 : K); ++k) {
+    const float* a = global_.data();
+    if (!fedit) {
+      exchange_->gather({k}, owned, adapter.data());
+      a = adapter.data();
+    }
+    std::vector<double> mine_sum, mine_tok;  // owned clients, ascending id
+    for (const auto& entry : owned_) {
+      const int l = entry.first;
+      if (signals_pending()) {  // the round will be abandoned: skip the work, keep the collectives
+        mine_sum.push_back(std::numeric_limits<double>::quiet_NaN());
+        mine_tok.push_back(0.0);
+        continue;
+      }
+      const LossSum ls = evaluate_split(a, l);
+      mine_sum.push_back(ls.sum);
+      mine_tok.push_back(ls.tokens);
+    }
+    const std::vector<double> row_sum = gather_by_client(mine_sum), row_tok = gather_by_client(mine_tok);
+    if (rank_ == 0)
+      for (int r = fedit ? 0 : k; r < (fedit ? K : k + 1); ++r)
+        for (int l = 0; l < K; ++l) sums[(size_t)r * K + l] = row_sum[l], tokens[(size_t)r * K + l] = row_tok[l];
+  }
+  if (rank_ != 0) return;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  rec.loss_matrix.assign(static_cast<size_t>(K) * K, nan);
+  rec.client_global_loss.assign(K, nan);
+  double mean = 0;
+  int counted = 0;
+  for (int k = 0; k < K; ++k) {
+    double s = 0, n = 0;  // pooled over splits, in client order
+    for (int l = 0; l < K; ++l) {
+      const size_t i = (size_t)k * K + l;
+      if (tokens[i] > 0) rec.loss_matrix[i] = sums[i] / tokens[i];
+      s += sums[i];
+      n += tokens[i];
+    }
+    if (n > 0 && std::isfinite(s)) {
+      rec.client_global_loss[k] = s / n;
+      mean += s / n;
+      ++counted;
+    }
+  }
+  rec.global_loss = counted > 0 ? mean / counted : nan;
 }
 
 std::vector<double> FederatedRun::gather_by_client(const std::vector<double>& mine) {
@@ -283,6 +348,7 @@ RoundRecord FederatedRun::run_round(int64_t t) {
         if (std::isfinite(v)) s += v, ++n;
       rec.test_loss = n > 0 ? s / n : std::numeric_limits<double>::quiet_NaN();
     }
+    if (opts_.global_matrix) evaluate_global_matrix(rec);
   }
   lap(2);
   reduce_phases(rec, phase, 0, 3);
@@ -340,6 +406,19 @@ void FederatedRun::write_metrics(const RoundRecord& rec) {
     nlohmann::json cl = nlohmann::json::array();
     for (double v : rec.client_test_loss) cl.push_back(json_number_or_null(v));
     j["client_test_loss"] = cl;
+    if (!rec.loss_matrix.empty()) {
+      const size_t K = rec.client_global_loss.size();
+      j["global_loss"] = json_number_or_null(rec.global_loss);
+      nlohmann::json g = nlohmann::json::array(), m = nlohmann::json::array();
+      for (double v : rec.client_global_loss) g.push_back(json_number_or_null(v));
+      for (size_t k = 0; k < K; ++k) {
+        nlohmann::json row = nlohmann::json::array();
+        for (size_t l = 0; l < K; ++l) row.push_back(json_number_or_null(rec.loss_matrix[k * K + l]));
+        m.push_back(row);
+      }
+      j["client_global_loss"] = g;
+      j["loss_matrix"] = m;
+    }
   }
   j["tokens"] = rec.tokens;
   j["seconds"] = rec.seconds;

@@ -38,6 +38,7 @@ struct FederatedRunOptions {
   bool keep_optimizer = false;   // Adam moments persist per client across rounds (else re-created)
   int batch_size = 8;
   int eval_every = 1;
+  bool global_matrix = false;    // also evaluate every adapter on every client's test split
   int wait_for_signal_after_round = -1;  // testing: after round N (1-based) wait for a stop signal
   std::string metrics_path;      // JSONL written by rank 0 ("" = none)
   std::string csv_path;          // CSV, one row per (round, client), rewritten each round ("" = none)
@@ -56,6 +57,12 @@ struct RoundRecord {
   bool evaluated = false;
   std::vector<double> client_test_loss;   // (K) own adapter on own test split (FedIT: the global one)
   double test_loss = 0;              // mean over clients of client_test_loss
+  // With global_matrix (rank 0): loss_matrix[k * K + l] = token-mean loss of client k's adapter (FedIT:
+  // the global one) on client l's test split; client_global_loss[k] = its token-pooled loss over
+  // all test splits; global_loss = mean over k of client_global_loss.
+  std::vector<double> loss_matrix;
+  std::vector<double> client_global_loss;
+  double global_loss = 0;
   int64_t tokens = 0;                // loss tokens trained this round (all ranks)
   double seconds = 0;                // wall time of the round
   int64_t comm_bytes = 0;            // bytes sent by all ranks this round (moves + exchange)
@@ -117,6 +124,8 @@ class FederatedRun {
   bool agree_stop();  // collective: did any rank receive a stop signal?
   int64_t times_trained_before(int k, int64_t t) const;
   std::vector<double> evaluate_owned();
+  LossSum evaluate_split(const float* adapter, int client);  // adapter on client's test split
+  void evaluate_global_matrix(RoundRecord& rec);             // collective; fills rec on rank 0
   std::vector<double> gather_by_client(const std::vector<double>& mine);  // owned values -> (K) on rank 0
   void write_metrics(const RoundRecord& rec);
   void write_csv();
