@@ -99,6 +99,19 @@ void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const 
   for (int64_t t = 0; t < tiles; ++t) tile(t);
 }
 
+void cpu_linear_forward(float* y, const float* x, const float* w, const float* bias, const float* u, const float* bl,
+                        float s, int64_t n, int64_t in, int64_t out, int64_t r) {
+  if (n == 0 || out == 0) return;
+  if (use_own_sgemm(false, n, out)) {  // the LoRA product (n, out, k = r) takes the same route
+    sgemm_avx512_linear(n, out, in, x, in, w, out, bias, u, r, bl, s, y, out);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < out; ++j) y[i * out + j] = bias ? bias[j] : 0.0f;
+  cpu_gemm<float>(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
+  if (u && r > 0) cpu_gemm<float>(false, true, n, out, r, s, u, r, bl, r, 1.0f, y, out);
+}
+
 template void cpu_gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                               int64_t, float, float*, int64_t);
 template void cpu_gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,

@@ -18,4 +18,11 @@ template <typename T>
 void cpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
               const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// A frozen linear layer and its LoRA term: y (n, out) = x (n, in) W (in, out) + bias (out)
+// [+ s * u (n, r) bl (out, r)^T when u is non-null]. Where our sgemm takes the product it is one
+// fused pass over y (sgemm_avx512_linear), else the three steps below; the same bits either way as
+// the steps "y = bias; y += x W; y += s u bl^T" through cpu_gemm.
+void cpu_linear_forward(float* y, const float* x, const float* w, const float* bias, const float* u, const float* bl,
+                        float s, int64_t n, int64_t in, int64_t out, int64_t r);
+
 }  // namespace mira

@@ -135,10 +135,10 @@ MIRA_TARGET_AVX512 void pack_b_panel(bool tb, const float* b, int64_t ldb, int64
 // does not depend on them.
 template <int NV>  // vectors of 16 columns: 2 (NR), or 1 for narrow products
 MIRA_TARGET_AVX512 void microkernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t rows,
-                                    int64_t cols, float alpha, float beta, bool first) {
+                                    int64_t cols, float alpha, float beta, bool first, const float* bias) {
   // The C tile is read after the K loop: start fetching its rows now (C rows are far apart, so
   // the hardware prefetcher does not; without this the loads stall for ~half the kernel's time).
-  if (!(first && beta == 0.0f))
+  if (!(first && (beta == 0.0f || bias)))
     for (int64_t i = 0; i < rows; ++i) {
       _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
@@ -161,7 +161,9 @@ MIRA_TARGET_AVX512 void microkernel(int64_t kc, const float* a, const float* b, 
   const __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
   const __mmask16 m1 = (__mmask16)(NV < 2 || cols <= 16 ? 0u : cols >= 32 ? 0xFFFF : (1u << (cols - 16)) - 1u);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  const bool overwrite = first && beta == 0.0f;
+  // First K block: C = alpha acc + beta C, or + bias (the tile's columns of a row vector) instead
+  // of beta C when a bias is given (C is then not read).
+  const bool overwrite = first && beta == 0.0f && !bias;
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) {
     if (i >= rows) break;
@@ -170,8 +172,13 @@ MIRA_TARGET_AVX512 void microkernel(int64_t kc, const float* a, const float* b, 
       const __mmask16 mv = v == 0 ? m0 : m1;
       __m512 r = _mm512_mul_ps(va, acc[i][v]);
       if (!overwrite) {
-        __m512 cv = _mm512_maskz_loadu_ps(mv, row + 16 * v);
-        if (first) cv = _mm512_mul_ps(vb, cv);
+        __m512 cv;
+        if (first && bias) {
+          cv = _mm512_maskz_loadu_ps(mv, bias + 16 * v);
+        } else {
+          cv = _mm512_maskz_loadu_ps(mv, row + 16 * v);
+          if (first) cv = _mm512_mul_ps(vb, cv);
+        }
         r = _mm512_fmadd_ps(va, acc[i][v], cv);
       }
       _mm512_mask_storeu_ps(row + 16 * v, mv, r);
@@ -199,6 +206,20 @@ bool sgemm_avx512_available() {
 
 namespace {
 
+// What sgemm_avx512_linear fuses into the task loop: a bias row in place of beta C on the first K
+// block, and a second product alpha2 A2 op(B2) (A2 (m, k2) row-major, op(B2) (k2, n)) as one more
+// K block after the last. Empty for plain GEMMs.
+struct SgemmFusion {
+  const float* bias = nullptr;
+  const float* a2 = nullptr;
+  int64_t lda2 = 0;
+  const float* b2 = nullptr;
+  int64_t ldb2 = 0;
+  bool tb2 = false;
+  int64_t k2 = 0;
+  float alpha2 = 0.0f;
+};
+
 // The task loop of sgemm_avx512 for panels of W = 16 * NV columns.
 //
 // Tasks: row groups (a multiple of MC rows) x column strips (nt columns) x K segments (a multiple
@@ -215,12 +236,12 @@ namespace {
 // All sizes are functions of (m, n, k) only, so results do not depend on the thread count.
 template <int NV>
 void sgemm_tasks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const SgemmFusion& fx) {
   constexpr int64_t W = 16 * NV;
   const int64_t groups = (m + MIN_GROUP_ROWS - 1) / MIN_GROUP_ROWS;
   const int64_t group_rows = round_up((m + groups - 1) / groups, MC);
   int64_t nt = NT, segments = 1;
-  if (k >= LONG_K_RATIO * std::max(m, n)) {
+  if (k >= LONG_K_RATIO * std::max(m, n) && !fx.bias && fx.k2 == 0) {  // (fusions need one segment)
     const int64_t grid = groups * ((n + nt - 1) / nt);
     segments = std::min((TASKS + grid - 1) / grid, std::max<int64_t>(1, k / (4 * KC)));
   } else {
@@ -259,7 +280,20 @@ void sgemm_tasks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
           for (int64_t ir = 0; ir < mc; ir += MR)
             for (int64_t jr = 0; jr < cols; jr += W)
               microkernel<NV>(kc, apack + ir * KC, bpack + jr * kc, out + (i0 + ir) * ldo + j0 + jr, ldo,
-                              std::min(MR, mc - ir), std::min(W, cols - jr), alpha, seg_beta, first);
+                              std::min(MR, mc - ir), std::min(W, cols - jr), alpha, seg_beta, first,
+                              fx.bias ? fx.bias + j0 + jr : nullptr);
+        }
+      }
+      if (fx.k2 > 0) {  // the fused second product, one more K block after the last: C += alpha2 A2 op(B2)
+        for (int64_t q = 0; q < cols; q += W)
+          pack_b_panel<W>(fx.tb2, fx.b2, fx.ldb2, 0, fx.k2, j0 + q, std::min(W, cols - q), bpack + q * fx.k2);
+        for (int64_t i0 = r0; i0 < r0 + rows; i0 += MC) {
+          const int64_t mc = std::min(MC, r0 + rows - i0);
+          pack_a(false, fx.a2, fx.lda2, i0, mc, 0, fx.k2, apack);
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            for (int64_t jr = 0; jr < cols; jr += W)
+              microkernel<NV>(fx.k2, apack + ir * KC, bpack + jr * fx.k2, c + (i0 + ir) * ldc + j0 + jr, ldc,
+                              std::min(MR, mc - ir), std::min(W, cols - jr), fx.alpha2, 1.0f, false, nullptr);
         }
       }
     }
@@ -284,10 +318,30 @@ void sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
     scale_c(m, n, beta, c, ldc);
     return;
   }
+  const SgemmFusion none;
   if (n <= 16)  // one-vector panels: the rank-r LoRA factors (n = r) do not pay for a half-empty tile
-    sgemm_tasks<1>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm_tasks<1>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, none);
   else
-    sgemm_tasks<2>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm_tasks<2>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, none);
+}
+
+void sgemm_avx512_linear(int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx, const float* w, int64_t ldw,
+                         const float* bias, const float* u, int64_t r, const float* bl, float s, float* y,
+                         int64_t ldy) {
+  if (m <= 0 || n <= 0) return;
+  SgemmFusion fx;
+  fx.bias = bias;
+  if (u && r > 0) fx.a2 = u, fx.lda2 = r, fx.b2 = bl, fx.ldb2 = r, fx.tb2 = true, fx.k2 = r, fx.alpha2 = s;
+  if (k <= 0) {  // y = bias (+ s u Bl^T) as two plain steps
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) y[i * ldy + j] = bias ? bias[j] : 0.0f;
+    if (fx.k2 > 0) sgemm_avx512(false, true, m, n, r, s, u, r, bl, r, 1.0f, y, ldy);
+    return;
+  }
+  if (n <= 16)
+    sgemm_tasks<1>(false, false, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy, fx);
+  else
+    sgemm_tasks<2>(false, false, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy, fx);
 }
 
 }  // namespace mira

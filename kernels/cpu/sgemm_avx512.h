@@ -28,4 +28,14 @@ bool sgemm_avx512_available();
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// The frozen linear layer with its LoRA term in one pass over y (row-major):
+//   y (m, n) = x (m, k) W (k, n) + bias (n) [+ s * u (m, r) bl (n, r)^T]
+// bias may be null (no bias); u null or r == 0: no LoRA term. Every element gets exactly the
+// float operations of the unfused sequence "y = bias; y += x W (beta 1); y += s u bl^T (beta 1)"
+// run through sgemm_avx512 (the bias takes beta C's place in the first K block, the LoRA product
+// is one more K block after the last), so the two give the same bits.
+void sgemm_avx512_linear(int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx, const float* w, int64_t ldw,
+                         const float* bias, const float* u, int64_t r, const float* bl, float s, float* y,
+                         int64_t ldy);
+
 }  // namespace mira

@@ -88,6 +88,11 @@ class Backend {
   // out (B*T, C) = wte[ids] + wpe[position].
   virtual void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) = 0;
   virtual void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) = 0;  // y (N, M) = bias per row
+  // y (N, out) = x (N, in) W (in, out) + bias (out) [+ lora_scale * u (N, r) bl (out, r)^T when u is
+  // non-empty]: a frozen linear layer (HF Conv1D layout) and its LoRA term in one op, so a backend
+  // can make it one pass over y. The same result as bias_broadcast, then gemm (beta 1), then gemm.
+  virtual void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
+                              int64_t n, int64_t in, int64_t out, int64_t r) = 0;
   virtual void add(DFloat y, DFloat a, DFloat b) = 0;                            // y = a + b, same sizes
   virtual void scale(DFloat y, float s) = 0;                                     // y *= s
   // y (+)= inverted dropout of x with keep mask from rng_at(stream, base + i).

@@ -68,6 +68,11 @@ class CpuBackend final : public Backend {
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
     cpu_embedding_forward<float>(P(out), P(ids), P(wte), P(wpe), b, t, c);
   }
+  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+                      int64_t in, int64_t out, int64_t r) override {
+    cpu_linear_forward(P(y), P(x), P(w), P(bias), u.empty() ? nullptr : P(u), u.empty() ? nullptr : P(bl), lora_scale,
+                       n, in, out, u.empty() ? 0 : r);
+  }
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override {
     cpu_bias_broadcast<float>(P(y), P(bias), n, m);
   }

@@ -133,6 +133,13 @@ class CudaBackend final : public Backend {
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override {
     MIRA_CHECK_OP(cuda_bias_broadcast(stream_, P(y), P(bias), n, m));
   }
+  // The three steps of the interface's definition (a cuBLASLt bias epilogue is the later fusion).
+  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+                      int64_t in, int64_t out, int64_t r) override {
+    bias_broadcast(y, bias, n, out);
+    gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
+    if (!u.empty()) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);
+  }
   void add(DFloat y, DFloat a, DFloat b) override { MIRA_CHECK_OP(cuda_add(stream_, P(y), P(a), P(b), y.size())); }
   void scale(DFloat y, float s) override { MIRA_CHECK_OP(cuda_scale(stream_, P(y), y.size(), s)); }
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override {

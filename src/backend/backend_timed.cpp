@@ -69,6 +69,11 @@ void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, 
 void TimedBackend::embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) {
   MIRA_TIMED("embedding_forward", inner_->embedding_forward(out, ids, wte, wpe, b, t, c));
 }
+void TimedBackend::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
+                                  int64_t n, int64_t in, int64_t out, int64_t r) {
+  // The base product dominates (the LoRA term is one extra r-deep block): counted as a base GEMM.
+  MIRA_TIMED("gemm.base", inner_->linear_forward(y, x, w, bias, u, bl, lora_scale, n, in, out, r));
+}
 void TimedBackend::bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) {
   MIRA_TIMED("bias_broadcast", inner_->bias_broadcast(y, bias, n, m));
 }

@@ -50,6 +50,8 @@ class TimedBackend final : public Backend {
                           int64_t c, int64_t nh, const DropoutSite& drop) override;
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override;
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override;
+  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+                      int64_t in, int64_t out, int64_t r) override;
   void add(DFloat y, DFloat a, DFloat b) override;
   void scale(DFloat y, float s) override;
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override;

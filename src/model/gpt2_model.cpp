@@ -241,13 +241,15 @@ DropoutSite Gpt2Model::base_site(double p, bool dropout, const StepContext& ctx,
   return s;
 }
 
-// y (n, out) = x W + bias [+ scale * dropout(x) A^T B^T]. The LoRA term is accumulated into the base
-// output by the GEMM itself (beta = 1) with alpha/r folded into the GEMM's alpha.
+// y (n, out) = x W + bias [+ scale * dropout(x) A^T B^T]: u = dropout(x) A^T first, then the base
+// product, the bias and the LoRA term s u B^T in one backend op (alpha/r folded into the product's
+// scale; the CPU backend makes it one pass over y).
 void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out,
                                int64_t layer, LoraModule m, bool dropout, const StepContext& ctx) {
-  be_.bias_broadcast(y, bias, n, out);
-  be_.gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
-  if (!lora_on_[(int)m]) return;
+  if (!lora_on_[(int)m]) {
+    be_.linear_forward(y, x, w, bias, DFloat(), DFloat(), 0.0f, n, in, out, 0);
+    return;
+  }
   const int64_t r = lora_.r;
   const AdapterBlock* ab = layout_.find(m, false);
   const AdapterBlock* bb = layout_.find(m, true);
@@ -260,8 +262,8 @@ void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_
     be_.dropout(xin, x.slice(0, n * in), (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), false);
   }
   DFloat u = pl.u[(int)m];
-  be_.gemm(false, true, n, r, in, 1.0f, xin, in, A, in, 0.0f, u, r);                        // u = xin A^T (n, r)
-  be_.gemm(false, true, n, out, r, (float)layout_.scale, u, r, Bm, r, 1.0f, y, out);  // y += s u B^T
+  be_.gemm(false, true, n, r, in, 1.0f, xin, in, A, in, 0.0f, u, r);  // u = xin A^T (n, r)
+  be_.linear_forward(y, x, w, bias, u, Bm, (float)layout_.scale, n, in, out, r);  // y = x W + bias + s u B^T
 }
 
 // dx (n, in) = dy W^T [+ LoRA path]; LoRA gradients written into grad_ (A: (r, in), B: (out, r)).

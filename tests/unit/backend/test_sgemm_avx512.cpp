@@ -139,3 +139,33 @@ TEST(SgemmAvx512, CpuGemmDispatchGivesTheProduct) {
       }
   }
 }
+
+// The fused linear layer (bias + base product + LoRA term in one pass) gives exactly the bits of
+// the unfused steps "y = bias; y += x W (beta 1); y += s u bl^T (beta 1)" through sgemm_avx512,
+// for two- and one-vector panels, edge sizes, K past one block, and without bias or LoRA term.
+TEST(SgemmAvx512, FusedLinearEqualsTheStepsBitwise) {
+  SKIP_WITHOUT_AVX512();
+  struct Shape {
+    int64_t m, n, k, r;
+    bool bias, lora;
+  };
+  for (const Shape& sh : {Shape{200, 300, 600, 16, true, true}, Shape{97, 33, 257, 4, true, true},
+                          Shape{130, 16, 100, 8, true, true}, Shape{50, 70, 40, 16, false, true},
+                          Shape{64, 96, 300, 16, true, false}}) {
+    const auto x = uniform((size_t)(sh.m * sh.k), 11), w = uniform((size_t)(sh.k * sh.n), 12);
+    const auto bias = uniform((size_t)sh.n, 13), u = uniform((size_t)(sh.m * sh.r), 14),
+               bl = uniform((size_t)(sh.n * sh.r), 15);
+    const float s = 0.37f;
+    std::vector<float> fused((size_t)(sh.m * sh.n), std::numeric_limits<float>::quiet_NaN());
+    sgemm_avx512_linear(sh.m, sh.n, sh.k, x.data(), sh.k, w.data(), sh.n, sh.bias ? bias.data() : nullptr,
+                        sh.lora ? u.data() : nullptr, sh.r, bl.data(), s, fused.data(), sh.n);
+    std::vector<float> steps((size_t)(sh.m * sh.n));
+    for (int64_t i = 0; i < sh.m; ++i)
+      for (int64_t j = 0; j < sh.n; ++j) steps[(size_t)(i * sh.n + j)] = sh.bias ? bias[(size_t)j] : 0.0f;
+    sgemm_avx512(false, false, sh.m, sh.n, sh.k, 1.0f, x.data(), sh.k, w.data(), sh.n, 1.0f, steps.data(), sh.n);
+    if (sh.lora)
+      sgemm_avx512(false, true, sh.m, sh.n, sh.r, s, u.data(), sh.r, bl.data(), sh.r, 1.0f, steps.data(), sh.n);
+    for (size_t i = 0; i < fused.size(); ++i)
+      ASSERT_EQ(fused[i], steps[i]) << "m " << sh.m << " n " << sh.n << " k " << sh.k << ": element " << i;
+  }
+}
