@@ -5,6 +5,7 @@
 #include "kernels/cpu/sgemm_avx512.h"
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -223,29 +224,36 @@ struct SgemmFusion {
 // The task loop of sgemm_avx512 for panels of W = 16 * NV columns.
 //
 // Tasks: row groups (a multiple of MC rows) x column strips (nt columns) x K segments (a multiple
-// of KC), at least TASKS of them when the shape allows (dynamic schedule: a thread slowed by
-// another process on its core just takes fewer). A task owns its part of C (or of a partial sum)
-// for its whole K range, so threads never wait on each other. Each task packs its own B strip and
-// A rows: copies costing about 10 / rows (B) and 10 / nt (A) of the task's FMA time, hence
-//  * groups keep at least MIN_GROUP_ROWS rows (fewer only when m is smaller);
+// of KC) (dynamic schedule: a thread slowed by another process on its core just takes fewer). A
+// task owns its part of C (or of a partial sum) for its whole K range, so threads never wait on
+// each other. Each task packs its own B strip and A rows: copies costing about 10 / rows (B) and
+// 10 / nt (A) of the task's FMA time, hence
 //  * a long K (k >= LONG_K_RATIO * max(m, n), e.g. the LM head's input gradient (256, 768) with
-//    K = 50257) is split into segments instead of narrowing strips: segment s > 0 goes to its own
+//    K = 50257) is split into segments rather than into narrow tasks: segment s > 0 goes to its own
 //    (m, n) partial buffer, and C = ((C_0 + P_1) + P_2) + ... is summed in segment order after the
-//    loop;
-//  * otherwise strips narrow from NT down to MIN_NT until there are TASKS tasks.
-// All sizes are functions of (m, n, k) only, so results do not depend on the thread count.
+//    loop. Segments change the summation, so their number is a function of (m, n, k) only;
+//  * otherwise C is cut into at least max(TASKS, 4 x threads) tasks where the shape allows: groups
+//    of MIN_GROUP_ROWS rows (fewer when m is smaller), strips narrowing from NT down to MIN_NT, then
+//    groups shrinking to MC rows. This spatial cut may follow the thread count (so that 64 threads
+//    find work): every element of C is computed the same way whichever tile holds it.
 template <int NV>
 void sgemm_tasks(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const SgemmFusion& fx) {
   constexpr int64_t W = 16 * NV;
-  const int64_t groups = (m + MIN_GROUP_ROWS - 1) / MIN_GROUP_ROWS;
-  const int64_t group_rows = round_up((m + groups - 1) / groups, MC);
+  int64_t groups = (m + MIN_GROUP_ROWS - 1) / MIN_GROUP_ROWS;
+  int64_t group_rows = round_up((m + groups - 1) / groups, MC);
   int64_t nt = NT, segments = 1;
   if (k >= LONG_K_RATIO * std::max(m, n) && !fx.bias && fx.k2 == 0) {  // (fusions need one segment)
     const int64_t grid = groups * ((n + nt - 1) / nt);
     segments = std::min((TASKS + grid - 1) / grid, std::max<int64_t>(1, k / (4 * KC)));
   } else {
-    while (nt > MIN_NT && nt > W && ((n + nt - 1) / nt) * groups < TASKS) nt /= 2;
+    const int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int64_t wanted = std::max<int64_t>(TASKS, 4 * threads);
+    while (nt > MIN_NT && nt > W && ((n + nt - 1) / nt) * groups < wanted) nt /= 2;
+    while (group_rows > MC && ((n + nt - 1) / nt) * groups < wanted) {
+      group_rows = round_up(group_rows / 2, MC);
+      groups = (m + group_rows - 1) / group_rows;
+    }
   }
   const int64_t strips = (n + nt - 1) / nt;
   const int64_t seg_len = round_up((k + segments - 1) / segments, KC);

@@ -3,17 +3,19 @@
 // when the CPU has AVX-512F; other shapes and CPUs keep the OpenBLAS path (gemm.cpp).
 //
 // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose when the flag is set.
-// Structure (the BLIS/GotoBLAS loop nest): K is cut into blocks of SGEMM_KC, N into blocks of
-// SGEMM_NC; for each (N block, K block) the block of op(B) is packed once into 32-column panels
-// shared by all threads, then tiles of SGEMM_MC rows x SGEMM_NT columns are shared out among the
-// threads (dynamic schedule); each tile packs its rows of op(A) into 12-row panels and runs a
-// 12 x 32 register-blocked FMA microkernel over the K block.
+// Structure (after BLIS/GotoBLAS): C is cut into tasks (row groups x column strips, plus K
+// segments for a very long K) handed out dynamically to the threads; a task walks K in blocks of
+// 256, packs its strip of op(B) into 32- (or 16-) column panels and its rows of op(A) into 12-row
+// panels, and runs a 12 x 32 (or 12 x 16) register-blocked FMA microkernel over each block. The
+// task sizing rules are at sgemm_tasks in the .cpp.
 //
 // Thread-count invariant by construction: every element of C is the sum over K blocks in
-// ascending order, each block summed from zero by the same microkernel in ascending k (edge tiles
-// are zero-padded, not handled by other code), and the block sizes depend on nothing but
-// constants. Which thread computes a tile changes nothing, so the result is the same for any
-// OMP_NUM_THREADS, and called inside an active parallel region it runs on the calling thread.
+// ascending order (a long K may be cut into segments of whole blocks, added in segment order),
+// each block summed from zero by the same microkernel in ascending k (edge tiles are zero-padded,
+// not handled by other code). K blocks and segments are functions of the shape only; how C is cut
+// into tiles (which may follow the thread count) and which thread computes a tile change nothing,
+// so the result is the same for any OMP_NUM_THREADS, and called inside an active parallel region it
+// runs on the calling thread.
 // Different from OpenBLAS's summation order: equal to float rounding.
 #pragma once
 #include <cstdint>

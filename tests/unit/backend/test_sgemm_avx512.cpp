@@ -97,8 +97,9 @@ TEST(SgemmAvx512, BlocksStripsAndScalars) {
   check({false, true, 40, 40, 8, 0.0f, 2.0f, 1});   // alpha == 0: C = beta C
 }
 
-// Every element is summed the same way whatever thread computes it: bitwise equal results with 1
-// and 2 threads and when called from inside a parallel region (where it runs on one thread).
+// Every element is summed the same way whatever thread or tile computes it: bitwise equal results
+// with 1, 2 and 8 threads (8 cut C into smaller tiles) and when called from inside a parallel region
+// (where it runs on one thread).
 TEST(SgemmAvx512, ThreadCountInvariantAndNestedCallsEqual) {
   SKIP_WITHOUT_AVX512();
   const int64_t m = 517, k = 600;
@@ -110,6 +111,9 @@ TEST(SgemmAvx512, ThreadCountInvariantAndNestedCallsEqual) {
     sgemm_avx512(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c1.data(), n);
     omp_set_num_threads(2);
     sgemm_avx512(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c2.data(), n);
+    std::vector<float> c8((size_t)(m * n));  // 8 threads cut C into more, smaller tiles
+    omp_set_num_threads(8);
+    sgemm_avx512(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, c8.data(), n);
 #pragma omp parallel num_threads(2)
     {
 #pragma omp single
@@ -118,6 +122,7 @@ TEST(SgemmAvx512, ThreadCountInvariantAndNestedCallsEqual) {
     omp_set_num_threads(saved);
     for (size_t i = 0; i < c1.size(); ++i) {
       ASSERT_EQ(c1[i], c2[i]) << "n " << n << ": element " << i << " differs between 1 and 2 threads";
+      ASSERT_EQ(c1[i], c8[i]) << "n " << n << ": element " << i << " differs between 1 and 8 threads";
       ASSERT_EQ(c1[i], c3[i]) << "n " << n << ": element " << i << " differs when called inside a parallel region";
     }
   }
