@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend/backend_timed.h"
+#include "bench/train_bench_options.h"
 #include "model/gpt2_model.h"
 #include "runtime/rng.h"
 
@@ -60,23 +61,16 @@ void print_profile(const std::map<std::string, mira::OpTime>& totals, double sec
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = "gpt2-124m-shape";
-  int64_t vocab = 50257, T = 512, B = 4, r = 16, steps = 3, warmup = 1;
+  mira::TrainBenchOptions opt;  // defaults: seq 512, batch 4, 3 steps after 1 warm-up
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    const char* v = argv[i + 1];
-    if (k == "--preset") preset = v;
-    else if (k == "--vocab") vocab = std::atoll(v);
-    else if (k == "--seq") T = std::atoll(v);
-    else if (k == "--batch") B = std::atoll(v);
-    else if (k == "--r") r = std::atoll(v);
-    else if (k == "--steps") steps = std::atoll(v);
-    else if (k == "--warmup") warmup = std::atoll(v);
-    else {
+    if (!mira::train_bench_option(opt, k, argv[i + 1])) {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
   }
+  const std::string preset = opt.preset;
+  const int64_t vocab = opt.vocab, T = opt.T, B = opt.B, r = opt.r, steps = opt.steps, warmup = opt.warmup;
   using namespace mira;
   const char* prof_env = std::getenv("MIRA_PROFILE");
   const bool profile = prof_env && std::strcmp(prof_env, "1") == 0;

@@ -26,6 +26,7 @@
 
 #include "backend/backend_cuda.h"
 #include "bench/device_peaks.h"
+#include "bench/train_bench_options.h"
 #include "model/gpt2_model.h"
 #include "runtime/devices.h"
 #include "runtime/rng.h"
@@ -38,8 +39,8 @@ void cuda_ok(cudaError_t rc, const char* call) {
 }
 
 int run(int argc, char** argv) {
-  std::string preset = "gpt2-124m-shape";
-  int64_t vocab = 50257, T = 1024, B = 8, r = 16, steps = 10, warmup = 2;
+  mira::TrainBenchOptions opt;
+  opt.T = 1024, opt.B = 8, opt.steps = 10, opt.warmup = 2;
   for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
     if (i + 1 >= argc) {
@@ -47,14 +48,8 @@ int run(int argc, char** argv) {
       return 2;
     }
     const char* v = argv[i + 1];
-    if (k == "--preset") preset = v;
-    else if (k == "--vocab") vocab = std::atoll(v);
-    else if (k == "--seq") T = std::atoll(v);
-    else if (k == "--batch") B = std::atoll(v);
-    else if (k == "--r") r = std::atoll(v);
-    else if (k == "--steps") steps = std::atoll(v);
-    else if (k == "--warmup") warmup = std::atoll(v);
-    else if (k == "--peaks") {
+    if (mira::train_bench_option(opt, k, v)) continue;
+    if (k == "--peaks") {
       std::printf("%s\n", mira::device_peak_json(v).c_str());
       return 0;
     } else {
@@ -63,6 +58,8 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
+  const std::string preset = opt.preset;
+  const int64_t vocab = opt.vocab, T = opt.T, B = opt.B, r = opt.r, steps = opt.steps, warmup = opt.warmup;
   if (B < 1 || T < 1 || steps < 1 || warmup < 0) {
     std::fprintf(stderr, "train_gpu_main: need --batch >= 1, --seq >= 1, --steps >= 1, --warmup >= 0\n");
     return 2;

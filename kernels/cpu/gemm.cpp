@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 namespace mira {
@@ -106,8 +107,10 @@ void cpu_linear_forward(float* y, const float* x, const float* w, const float* b
     sgemm_avx512_linear(n, out, in, x, in, w, out, bias, u, r, bl, s, y, out);
     return;
   }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < out; ++j) y[i * out + j] = bias ? bias[j] : 0.0f;
+  if (bias)
+    cpu_bias_broadcast<float>(y, bias, n, out);
+  else
+    std::memset(y, 0, sizeof(float) * (size_t)(n * out));
   cpu_gemm<float>(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
   if (u && r > 0) cpu_gemm<float>(false, true, n, out, r, s, u, r, bl, r, 1.0f, y, out);
 }
