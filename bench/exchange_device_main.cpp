@@ -109,6 +109,9 @@ struct DeviceAdapters {
       const std::vector<float> h(P, (float)c);
       MIRA_CHECK_CUDA(cudaMemcpy(buf[c], h.data(), P * sizeof(float), cudaMemcpyHostToDevice));
     }
+    // A pageable cudaMemcpy may return before its DMA ends, on the legacy default stream, which the
+    // exchanges' non-blocking streams do not wait for: finish it before any exchange reads buf.
+    MIRA_CHECK_CUDA(cudaDeviceSynchronize());
   }
   ~DeviceAdapters() {
     for (float* p : buf) cudaFree(p);
@@ -257,6 +260,7 @@ int run(int argc, char** argv) {
       MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&b), P * sizeof(float)));
       std::vector<float> h(P, 3.0f);
       MIRA_CHECK_CUDA(cudaMemcpy(a, h.data(), P * sizeof(float), cudaMemcpyHostToDevice));
+      MIRA_CHECK_CUDA(cudaDeviceSynchronize());  // as in DeviceAdapters: before NCCL's stream reads a
       cudaStream_t cs = nccl.comm_stream();
       const std::vector<double> t = time_interleaved(
           o, compute,

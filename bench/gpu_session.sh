@@ -5,6 +5,8 @@
 # output folder; default /tmp/mira-gpu-session):
 #   env.txt                      nvidia-smi, glibc, Python + torch/transformers/peft versions
 #   test_gpu.txt                 test_gpu: every CUDA op and a training step vs the CPU backend
+#   train_cpu_vs_cuda.txt        mira_hpc train on run.backend = cpu and cuda, losses compared
+#   backend_choice.txt           --backend cuda | auto take the GPU after the start-up check
 #   gpu_mpi_nccl_np1.txt         NcclAdapterExchange on one rank (tests/gpu/mpi)
 #   gpu_mpi_staged_np{1..4}.txt HostStagedAdapterExchange, ranks sharing the GPU
 #   kernels.jsonl / .log         bench/run.sh kernels            (JSON lines / human text)
@@ -12,7 +14,7 @@
 #   exchange_device.jsonl / .log bench/run.sh exchange_device    (NCCL / staged / host MPI)
 #   summary.txt                  one line per step: exit code (124 = cut by its limit), seconds
 # usage: bench/gpu_session.sh [--budget 570] [--bin DIR] [--out DIR]
-# --bin: the folder holding test_gpu, test_gpu_mpi_*, bench_kernels, train_gpu_main and
+# --bin: the folder holding mira_hpc, test_gpu, test_gpu_mpi_*, bench_kernels, train_gpu_main and
 # bench_exchange_device; default .bundle/bin after sourcing .bundle/env.sh (scripts/device-bundle.sh
 # --gpu-session), else ${MIRA_BUILD_DIR:-build/ci} (a build tree: binaries at the top and in bench/).
 # The peer's Python: $MIRA_PY, else /root/mira-venv/bin/python when present, else python3.
@@ -88,6 +90,10 @@ import torch; print("torch cuda:", torch.cuda.is_available(), torch.version.cuda
 
 # Correctness first: the numbers below mean little if the ops are wrong.
 step test_gpu 150 "$out/test_gpu.txt" "$out/test_gpu.txt.err" "$(find_bin test_gpu)" --gtest_color=no
+step train_cpu_vs_cuda 60 "$out/train_cpu_vs_cuda.txt" "$out/train_cpu_vs_cuda.txt.err" \
+  bash "$root/tests/gpu/train_cpu_vs_cuda.sh" mpirun "$(find_bin mira_hpc)" "$out/train_cpu_vs_cuda"
+step backend_choice 40 "$out/backend_choice.txt" "$out/backend_choice.txt.err" \
+  bash "$root/tests/cli/backend_choice.sh" mpirun "$(find_bin mira_hpc)" 1 "$root/tests/cli/configs/good.ini"
 step gpu_mpi_nccl_np1 40 "$out/gpu_mpi_nccl_np1.txt" "$out/gpu_mpi_nccl_np1.txt.err" \
   mpirun -n 1 "$(find_bin test_gpu_mpi_nccl_exchange)" --gtest_color=no
 for n in 1 2 3 4; do

@@ -2,11 +2,11 @@
 # Benchmark: tokens/s and MFU of LoRA training (forward + backward + clip + AdamW step) on the GPU,
 # GPT-2 124M shape (12/12/768, vocab 50257), seq 1024, batch 8 and 32, r 16 on the paper targets
 # (c_attn + attn.c_proj + mlp.c_proj), LoRA dropout 0.05: ours (bench/train_gpu_main.cpp, the CUDA
-# backend, fp32 parity mode) beside PyTorch + HF transformers + PEFT on the same GPU in the same run
+# backend; --precision bf16 (default): bf16 frozen base weights, or fp32: the parity mode) beside PyTorch + HF transformers + PEFT on the same GPU in the same run
 # (bench/train_gpu_peer.py: bf16 autocast, SDPA attention, fused AdamW, torch.compile with an eager
 # fallback), one after the other for each batch size.
 #   bench/run.sh train_gpu [--batch "8 32"] [--seq 1024] [--r 16] [--steps 10] [--warmup 2]
-#                          [--compile auto|on|off]
+#                          [--compile auto|on|off] [--precision bf16|fp32]
 # JSON lines on stdout, per batch size: tokens_per_s, ms_per_step, mfu_lora, mfu_llmc (ours vs peer,
 # ratio = ours / peer), fp32_util_lora (ours only: against the fp32 non-tensor peak our fp32
 # GEMMs can use) and device_mem_in_use_gib (ratio = peer / ours). MFU formulas: see the Python below.
@@ -18,13 +18,13 @@
 # exists (the dev machine's venv), else python3 (a GPU machine's own PyTorch).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-batches="8 32" seq=1024 r=16 steps=10 warmup=2 compile=auto
+batches="8 32" seq=1024 r=16 steps=10 warmup=2 compile=auto precision=bf16
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || { echo "bench/train_gpu.sh: $1 needs a value" >&2; exit 2; }
   case $1 in
     --batch) batches=$2 ;; --seq) seq=$2 ;; --r) r=$2 ;; --steps) steps=$2 ;; --warmup) warmup=$2 ;;
-    --compile) compile=$2 ;;
-    *) echo "bench/train_gpu.sh: unknown option $1 (allowed: --batch --seq --r --steps --warmup --compile)" >&2; exit 2 ;;
+    --compile) compile=$2 ;; --precision) precision=$2 ;;
+    *) echo "bench/train_gpu.sh: unknown option $1 (allowed: --batch --seq --r --steps --warmup --compile --precision)" >&2; exit 2 ;;
   esac
   shift 2
 done
@@ -66,8 +66,8 @@ for b in $batches; do
   if [ "$no_cuda" -eq 1 ]; then
     echo "{\"skipped\":\"$GPU_BENCH_NO_CUDA\"}" >"$work/ours.$b"
   elif [ "$ours_skipped" -eq 0 ]; then
-    echo "ours: $bin ${args[*]} --batch $b" >&2
-    run_side ours "$b" "$bin" "${args[@]}" --batch "$b"
+    echo "ours: $bin ${args[*]} --batch $b --precision $precision" >&2
+    run_side ours "$b" "$bin" "${args[@]}" --batch "$b" --precision "$precision"
   fi
   grep -q '"skipped"' "$work/ours.$b" 2>/dev/null && ours_skipped=1
   if [ "$peer_skipped" -eq 0 ]; then

@@ -1,16 +1,15 @@
 // Benchmark driver (our side of bench/train_gpu.sh): LoRA training steps (forward + backward +
 // clipping + AdamW) of a GPT-2 shaped model on the CUDA backend (src/backend/backend_cuda.h, built
-// directly here: the app's refusal of run.backend = cuda in src/app/run_setup.cpp is for users until
-// the backend is verified, not for this measurement). Same model, LoRA and optimiser settings as
+// directly here, without the app's device binding and start-up check). Same model, LoRA and optimiser settings as
 // bench/train_cpu_main.cpp. Prints ONE JSON object on stdout:
 //   no usable device:  {"skipped":"no CUDA device: <devices_query reason>"}  (exit 0)
 //   otherwise:         {"tokens_per_s",...,"n_params","n_lora","n_layer","n_embd","seq","batch","device",...}
 // bench/train_gpu.sh turns it (and the peer's) into the benchmark's JSON lines and MFU figures; the
 // FLOP formulas live there, in one place for both sides.
-// Our backend is the fp32 parity mode (every GEMM in CUBLAS_PEDANTIC_MATH: fp32 without TF32; bf16
-// mode not started, docs/cuda.md), so it is compared with a peer that uses bf16 autocast.
+// --precision bf16 (default; the peer uses bf16 autocast): frozen base weights in bf16, base GEMMs
+// on tensor cores with fp32 accumulation (docs/cuda.md); fp32: the parity mode (cuBLAS PEDANTIC).
 //   train_gpu_main [--preset gpt2-124m-shape] [--vocab 50257] [--seq 1024] [--batch 8] [--r 16]
-//                  [--steps 10] [--warmup 2] [--peaks "DEVICE NAME"]
+//                  [--steps 10] [--warmup 2] [--precision bf16|fp32] [--peaks "DEVICE NAME"]
 // --peaks prints the bench/device_peaks.h entry for a device name and exits (no CUDA call).
 // Built only with the CUDA backend. STATUS: compiled; never run on a GPU (docs/cuda.md) - on a
 // machine without a device only the skip path and --peaks have run.
@@ -41,6 +40,7 @@ void cuda_ok(cudaError_t rc, const char* call) {
 int run(int argc, char** argv) {
   mira::TrainBenchOptions opt;
   opt.T = 1024, opt.B = 8, opt.steps = 10, opt.warmup = 2;
+  mira::WeightPrecision precision = mira::WeightPrecision::BF16;
   for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
     if (i + 1 >= argc) {
@@ -49,12 +49,19 @@ int run(int argc, char** argv) {
     }
     const char* v = argv[i + 1];
     if (mira::train_bench_option(opt, k, v)) continue;
-    if (k == "--peaks") {
+    if (k == "--precision") {
+      const std::string pv = v;
+      if (pv != "bf16" && pv != "fp32") {
+        std::fprintf(stderr, "train_gpu_main: --precision %s: allowed bf16 or fp32\n", v);
+        return 2;
+      }
+      precision = pv == "bf16" ? mira::WeightPrecision::BF16 : mira::WeightPrecision::FP32;
+    } else if (k == "--peaks") {
       std::printf("%s\n", mira::device_peak_json(v).c_str());
       return 0;
     } else {
       std::fprintf(stderr, "train_gpu_main: unknown option %s (allowed: --preset --vocab --seq --batch --r --steps "
-                           "--warmup --peaks)\n", k.c_str());
+                           "--warmup --precision --peaks)\n", k.c_str());
       return 2;
     }
   }
@@ -80,6 +87,7 @@ int run(int argc, char** argv) {
   const auto t_init = std::chrono::steady_clock::now();
   const Gpt2Config cfg = gpt2_config_preset(preset, vocab);
   Gpt2Model model(*be, gpt2_init_preset(cfg, 0), lc, oc, 0);
+  model.set_base_precision(precision);
   std::vector<int32_t> in((size_t)(B * T)), tgt(in.size());
   std::vector<float> mask(in.size(), 1.0f);  // every token counted (the peer computes all logits too)
   Rng rng(0, RngPurpose::DATA_SYNTH);
@@ -112,11 +120,14 @@ int run(int argc, char** argv) {
   std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.3f,\"ms_per_step_median\":%.3f,\"steps\":%lld,"
               "\"loss\":%.5f,\"n_params\":%lld,\"n_lora\":%lld,\"n_layer\":%lld,\"n_embd\":%lld,\"seq\":%lld,"
               "\"batch\":%lld,\"device\":\"%s\",\"device_mem_in_use_gib\":%.3f,\"init_s\":%.2f,"
-              "\"precision\":\"fp32 parity (cuBLAS PEDANTIC, no TF32; bf16 mode not started)\"}\n",
+              "\"precision\":\"%s\"}\n",
               (double)(B * T * steps) / sec, 1e3 * sec / (double)steps, med, (long long)steps, loss,
               (long long)gpt2_param_count(cfg), (long long)model.adapter_size(), (long long)cfg.n_layer,
               (long long)cfg.n_embd, (long long)T, (long long)B, bench_json_escape(device).c_str(),
-              (double)(total_b - free_b) / (1024.0 * 1024.0 * 1024.0), init_s);
+              (double)(total_b - free_b) / (1024.0 * 1024.0 * 1024.0), init_s,
+              precision == WeightPrecision::BF16
+                  ? "bf16 frozen base weights, bf16 GEMM operands, fp32 accumulation; fp32 attention and LoRA"
+                  : "fp32 parity (cuBLAS PEDANTIC, no TF32)");
   return 0;
 }
 

@@ -1,4 +1,8 @@
 // Element-wise kernels (see elementwise.h).
+// fp-contract is off: the AVX-512 clone below enables FMA, and GCC would then fuse y + x * scale in
+// some loops (the scalar tail) but not others, so the same element would round differently
+// depending on where it falls; the CUDA kernels (and the portable build) round the product first.
+#pragma GCC optimize("fp-contract=off")
 #include "kernels/cpu/elementwise.h"
 
 #include <algorithm>

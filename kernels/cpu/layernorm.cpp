@@ -9,19 +9,38 @@
 
 namespace mira {
 
+namespace {
+
+// One row: yi = LayerNorm(xi) with the row's mean and rstd.
+template <typename T>
+inline void layernorm_row(T* yi, T* mean, T* rstd, const T* xi, const T* w, const T* b, int64_t c, double eps) {
+  const T m = row_sum<T>(c, [&](int64_t j) { return xi[j]; }) / (T)c;
+  const T v = row_sum<T>(c, [&](int64_t j) { return (xi[j] - m) * (xi[j] - m); }) / (T)c;
+  const T s = (T)1 / std::sqrt(v + (T)eps);
+  for (int64_t j = 0; j < c; ++j) yi[j] = (xi[j] - m) * s * w[j] + b[j];
+  *mean = m;
+  *rstd = s;
+}
+
+}  // namespace
+
 template <typename T>
 void cpu_layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t n, int64_t c,
                            double eps) {
 #pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) layernorm_row(y + i * c, mean + i, rstd + i, x + i * c, w, b, c, eps);
+}
+
+template <typename T>
+void cpu_residual_layernorm_forward(T* sum, T* y, T* mean, T* rstd, const T* a, const T* r, const T* w, const T* b,
+                                    int64_t n, int64_t c, double eps) {
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const T* xi = x + i * c;
-    const T m = row_sum<T>(c, [&](int64_t j) { return xi[j]; }) / (T)c;
-    const T v = row_sum<T>(c, [&](int64_t j) { return (xi[j] - m) * (xi[j] - m); }) / (T)c;
-    const T s = (T)1 / std::sqrt(v + (T)eps);
-    T* yi = y + i * c;
-    for (int64_t j = 0; j < c; ++j) yi[j] = (xi[j] - m) * s * w[j] + b[j];
-    mean[i] = m;
-    rstd[i] = s;
+    T* si = sum + i * c;
+    const T* ai = a + i * c;
+    const T* ri = r + i * c;
+    for (int64_t j = 0; j < c; ++j) si[j] = ai[j] + ri[j];
+    layernorm_row(y + i * c, mean + i, rstd + i, si, w, b, c, eps);  // the row is still in cache
   }
 }
 
@@ -79,6 +98,10 @@ template void cpu_layernorm_forward<float>(float*, float*, float*, const float*,
                                            int64_t, double);
 template void cpu_layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*,
                                             int64_t, int64_t, double);
+template void cpu_residual_layernorm_forward<float>(float*, float*, float*, float*, const float*, const float*,
+                                                    const float*, const float*, int64_t, int64_t, double);
+template void cpu_residual_layernorm_forward<double>(double*, double*, double*, double*, const double*, const double*,
+                                                     const double*, const double*, int64_t, int64_t, double);
 template void cpu_layernorm_backward<float>(float*, float*, float*, const float*, const float*, const float*,
                                             const float*, const float*, int64_t, int64_t);
 template void cpu_layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*,

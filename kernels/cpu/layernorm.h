@@ -11,6 +11,12 @@ template <typename T>
 void cpu_layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, int64_t n, int64_t c,
                            double eps);
 
+// sum (N, C) = a + r, then LayerNorm of sum as above, row by row (sum may alias a or r): the same
+// float operations as an element-wise add followed by cpu_layernorm_forward.
+template <typename T>
+void cpu_residual_layernorm_forward(T* sum, T* y, T* mean, T* rstd, const T* a, const T* r, const T* w, const T* b,
+                                    int64_t n, int64_t c, double eps);
+
 // dx (N, C) += d/dx; dw, db (C) += parameter gradients when non-null.
 template <typename T>
 void cpu_layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean, const T* rstd,

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/softmax_exp.h"
 
@@ -14,7 +15,7 @@ namespace mira {
 
 template <typename T>
 void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, const int32_t* targets, const T* weight, int64_t n,
-                    int64_t c, int64_t v, T* scratch) {
+                    int64_t c, int64_t v, T* scratch, bool bf16_operands) {
   std::vector<int64_t> rows;  // active rows (a few KB of indices; the big buffers are the caller's)
   rows.reserve((size_t)n);
   for (int64_t i = 0; i < n; ++i) {
@@ -28,6 +29,8 @@ void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, cons
   for (size_t r0 = 0; r0 < rows.size(); r0 += CE_CHUNK) {
     const int64_t m = std::min<int64_t>(CE_CHUNK, (int64_t)(rows.size() - r0));
     for (int64_t i = 0; i < m; ++i) std::memcpy(hs + i * c, h + rows[r0 + i] * c, sizeof(T) * (size_t)c);
+    if (bf16_operands)
+      for (int64_t e = 0; e < m * c; ++e) hs[e] = (T)bf16_round((float)hs[e]);
     cpu_gemm<T>(false, true, m, v, c, T(1), hs, c, wte, c, T(0), logits, v);  // (m, V) = hs wte^T
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
@@ -42,6 +45,8 @@ void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, cons
         const T ws = weight[row] / sum;
         for (int64_t j = 0; j < v; ++j) l[j] *= ws;
         l[targets[row]] -= weight[row];
+        if (bf16_operands && dh)  // the dh GEMM's operand (dwte is null in this mode)
+          for (int64_t j = 0; j < v; ++j) l[j] = (T)bf16_round((float)l[j]);
       }
     }
     if (dwte) cpu_gemm<T>(true, false, v, c, m, T(1), logits, v, hs, c, T(1), dwte, c);  // += dlogits^T hs
@@ -53,8 +58,8 @@ void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, cons
 }
 
 template void cpu_lm_head_ce<float>(float*, float*, float*, const float*, const float*, const int32_t*, const float*, int64_t,
-                                    int64_t, int64_t, float*);
+                                    int64_t, int64_t, float*, bool);
 template void cpu_lm_head_ce<double>(double*, double*, double*, const double*, const double*, const int32_t*, const double*,
-                                     int64_t, int64_t, int64_t, double*);
+                                     int64_t, int64_t, int64_t, double*, bool);
 
 }  // namespace mira

@@ -22,8 +22,11 @@ inline int64_t cpu_lm_head_ce_scratch(int64_t c, int64_t v) { return CE_CHUNK * 
 // non-null, dh (N, C) = d(sum_i weight_i * CE_i)/dh (overwritten, 0 on skipped rows); if dwte is
 // non-null (full fine-tuning), dwte (V, C) += the LM head's gradient w.r.t. the tied wte
 // (chunks accumulated in order).
+// bf16_operands (the bf16 frozen-weight mode, Backend::freeze_weights; wte must already hold bf16
+// values and dwte must be null): the gathered hidden rows are rounded to bf16 before the logits GEMM
+// and dlogits before the dh GEMM (bf16_round, kernels/cpu/bf16.h; for T = double through float).
 template <typename T>
 void cpu_lm_head_ce(T* loss_rows, T* dh, T* dwte, const T* h, const T* wte, const int32_t* targets, const T* weight,
-                    int64_t n, int64_t c, int64_t v, T* scratch);
+                    int64_t n, int64_t c, int64_t v, T* scratch, bool bf16_operands = false);
 
 }  // namespace mira

@@ -1,10 +1,10 @@
-// Causal multi-head self-attention on the device, the straightforward version that mirrors
-// cpu_attention_forward/backward (kernels/cpu/attention.h): the (B, H, T, T) probabilities are
-// materialised (the Backend interface keeps them for the backward pass). Per batch row, the head
-// GEMMs are one cuBLAS strided-batched call over heads (heads are hd columns apart in qkv). Custom
-// kernels fuse: causal mask + softmax (one warp per row: max, exp, sum, normalise, zero the upper
-// triangle); the dropout keep mask + inverted scaling of the probabilities / their gradient; and the
-// softmax backward dS = P * (dP - rowsum(P dP)) * scale with the upper triangle zeroed.
+// Causal multi-head self-attention on the device, flash style (fp32): no T x T matrix is ever kept
+// in device memory. Semantics of cpu_attention_forward/backward (kernels/cpu/attention.h): per
+// (batch, head) S = q k^T / sqrt(hd), keys j > i masked, P = softmax(S), optional dropout on P
+// (the same counter-based keep mask, recomputed from each element's index, never stored), out = P v.
+// The forward keeps the per-row logsumexp L of S and a copy of out; the backward recomputes P from
+// q, k and L tile by tile. See attention.cu for the kernels and the gradient derivation.
+// Compiled only; never run on a GPU yet (docs/cuda.md).
 #pragma once
 #include <cstdint>
 
@@ -13,7 +13,8 @@
 namespace mira {
 
 // The dropout site as the kernels use it: p (0 = off), the host-computed threshold
-// (dropout_threshold(p)), the RNG stream and the index of element 0 of (B, H, T, T).
+// (dropout_threshold(p)), the RNG stream and the index of element 0 of (B, H, T, T): probability
+// (b, h, i, j) uses mask index base + ((b*H + h)*T + i)*T + j, also for the flash kernels.
 struct CudaDropout {
   float p = 0.0f;
   uint32_t threshold = 0;
@@ -21,15 +22,26 @@ struct CudaDropout {
   uint64_t base = 0;
 };
 
-// out (B, T, C), att (B, H, T, T) from qkv (B, T, 3C); scratch (B, H, T, T) receives the dropped
-// probabilities when drop.p > 0 (may be null otherwise). The handle must be bound to stream s.
-CudaStatus cuda_attention_forward(cublasHandle_t h, cudaStream_t s, float* out, float* att, const float* qkv,
-                                  int64_t b, int64_t t, int64_t c, int64_t nh, float* scratch,
-                                  const CudaDropout& drop);
+// Largest head dimension C / H the kernels support (larger: cudaErrorInvalidValue, step says why).
+constexpr int64_t CUDA_ATTENTION_MAX_HEAD_DIM = 128;
 
-// dqkv (B, T, 3C) overwritten; scratch (B, H, T, T); drop: the forward's site.
-CudaStatus cuda_attention_backward(cublasHandle_t h, cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                   const float* qkv, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
+// Floats of the forward's saved state `att`: the logsumexp L (B, H, T) of each causal score row,
+// then a copy of out (B, T, C) (the backward needs rowsum(dout * out) and the Backend interface
+// does not pass out to it).
+inline int64_t cuda_attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
+  return b * nh * t + b * t * c;
+}
+// Floats of the scratch: D = rowsum(dout * out) (B, H, T), written and read by the backward only.
+inline int64_t cuda_attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) { return b * nh * t; }
+
+// out (B, T, C) and att (cuda_attention_saved_floats) from qkv (B, T, 3C), on stream s.
+CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
+                                  int64_t c, int64_t nh, const CudaDropout& drop);
+
+// dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv and the forward's att; scratch
+// (cuda_attention_scratch_floats); drop: the forward's site.
+CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
+                                   const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop);
 
 }  // namespace mira

@@ -45,8 +45,10 @@ __global__ void k_scale(float* y, int64_t n, float f) {
 __global__ void k_dropout(float* y, const float* x, int64_t n, float keep_scale, uint32_t threshold, uint64_t stream,
                           uint64_t base, bool accumulate) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-    const float val = dropout_keep_dev(stream, base + (uint64_t)e, threshold) ? x[e] * keep_scale : 0.0f;
-    y[e] = accumulate ? y[e] + val : val;
+    // Round-to-nearest intrinsics: nvcc may contract x * keep_scale + y into one FMA (the CPU rounds
+    // the product first), which would break the bitwise equality with cpu_dropout.
+    const float val = dropout_keep_dev(stream, base + (uint64_t)e, threshold) ? __fmul_rn(x[e], keep_scale) : 0.0f;
+    y[e] = accumulate ? __fadd_rn(y[e], val) : val;
   }
 }
 

@@ -23,4 +23,15 @@ CudaStatus cuda_gemm_strided(cublasHandle_t h, bool ta, bool tb, int64_t m, int6
       "cublasSgemmStridedBatched");
 }
 
+CudaStatus cuda_gemm_bf16(cublasHandle_t h, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const __nv_bfloat16* a, int64_t lda, const __nv_bfloat16* b, int64_t ldb, float beta,
+                          float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return CudaStatus{};
+  // Column-major view as cuda_gemm: C^T (n, m) = op(B)^T (n, k) * op(A)^T (k, m).
+  return cuda_status_blas(cublasGemmEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
+                                       (int)k, &alpha, b, CUDA_R_16BF, (int)ldb, a, CUDA_R_16BF, (int)lda, &beta, c,
+                                       CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                          "cublasGemmEx (bf16)");
+}
+
 }  // namespace mira

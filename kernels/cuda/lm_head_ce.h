@@ -6,6 +6,8 @@
 // order), dh rows = dlogits wte scattered back. The row reductions are block trees (fixed order):
 // deterministic, equal to the CPU to float rounding.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 #include "kernels/cuda/status.h"
@@ -25,5 +27,18 @@ inline int64_t cuda_lm_head_ce_scratch(int64_t c, int64_t v) { return CUDA_CE_CH
 CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, float* dh, float* dwte, const float* hid,
                            const float* wte, const int32_t* targets, const float* weight, const int32_t* rows,
                            int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch);
+
+// bf16 elements of the bf16 scratch cuda_lm_head_ce_bf16 needs: the chunk's hidden rows and dlogits.
+inline int64_t cuda_lm_head_ce_bf16_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (c + v); }
+
+// The bf16 frozen-weight mode (Backend::freeze_weights, wte frozen): as cuda_lm_head_ce without dwte,
+// but the logits GEMM is bf16(hidden rows) x wte16^T and the dh GEMM bf16(dlogits) x wte16 on the
+// bf16 path (cuda_gemm_bf16 with handle h16, bound to stream s, not in pedantic math mode); the
+// softmax, loss and fp32 dlogits are unchanged. wte16 (V, C) is the weight's bf16 copy; ws16 holds
+// cuda_lm_head_ce_bf16_scratch(c, v) elements; scratch as for cuda_lm_head_ce.
+CudaStatus cuda_lm_head_ce_bf16(cublasHandle_t h16, cudaStream_t s, float* loss_rows, float* dh, const float* hid,
+                                const __nv_bfloat16* wte16, const int32_t* targets, const float* weight,
+                                const int32_t* rows, int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch,
+                                __nv_bfloat16* ws16);
 
 }  // namespace mira

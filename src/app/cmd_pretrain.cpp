@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "app/base_precision.h"
 #include "app/commands.h"
 #include "app/run_setup.h"
 #include "data/batch.h"
@@ -66,7 +67,8 @@ int command_pretrain(const AppContext& ctx) {
   log_info("pretrain: %zu training and %zu validation documents, %lld truncated; %d steps of batch %d, lr %g",
            all.size(), val.size(), (long long)counts.truncated, c.pretrain.steps, c.train.batch_size, c.pretrain.lr);
 
-  std::unique_ptr<Backend> backend = setup_backend(c);
+  std::unique_ptr<Backend> backend = setup_backend(c, host.config);
+  setup_base_precision(c, backend->name(), /*full_finetune=*/true);  // fp32: the base weights are trained
   LoraConfig no_lora;
   no_lora.target_modules.clear();  // full fine-tuning: no adapter
   OptimConfig opt = setup_optim_config(c);  // [optim] betas, eps, decay, clip; AdamW at pretrain.lr

@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "app/base_precision.h"
 #include "app/commands.h"
 #include "app/config_schema.h"
 #include "app/run_setup.h"
@@ -241,8 +242,13 @@ int command_train(const AppContext& ctx) {
                num.max_degree_client, num.max_pull);
   }
 
-  std::unique_ptr<Backend> backend = setup_backend(c);
+  std::unique_ptr<Backend> backend = setup_backend(c, host.config);
   Gpt2Model model(*backend, host, setup_lora_config(c), setup_optim_config(c), c.run.seed);
+  const WeightPrecision base_precision = setup_base_precision(c, backend->name(), /*full_finetune=*/false);
+  model.set_base_precision(base_precision);
+  log_info("model.base_precision: %s (frozen base weights%s)", weight_precision_name(base_precision),
+           base_precision == WeightPrecision::BF16 ? " in bf16, base GEMMs with bf16 operands and fp32 accumulation"
+                                                   : " in fp32");
   if (c.dry_run) {
     print_plan(c, env, *data, graph, num, o, host, model.adapter_size(), dopt.max_length);
     return 0;

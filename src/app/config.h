@@ -20,6 +20,8 @@ namespace mira {
 enum class Command { TRAIN, PRETRAIN, INSPECT, EXPORT };
 enum class BackendKind { AUTO, CPU, CUDA };
 enum class LocalMode { EPOCHS, STEPS };
+// model.base_precision: storage of the frozen base weights (app/base_precision.h resolves AUTO).
+enum class BasePrecision { AUTO, FP32, BF16 };
 
 struct Config {
   Command command = Command::TRAIN;
@@ -34,6 +36,7 @@ struct Config {
     int clients;             // 0 = the dataset's natural count, else the rank count
     std::string output;      // run directory (metrics, checkpoints)
     BackendKind backend;
+    bool share_devices;      // cuda: several ranks of a host may use one GPU
     int threads;             // per rank; 0 = automatic (threads.h)
     LogLevel log_level;
     int fail_on_rank;        // test-only: this rank throws an internal error at start (-1 = off)
@@ -43,6 +46,7 @@ struct Config {
   struct Model {
     std::string preset;      // used when path is empty
     std::string path;        // Hugging Face model folder (config.json + model.safetensors)
+    BasePrecision base_precision;  // frozen base weights: auto | fp32 | bf16
   } model;
   struct Lora {
     int rank;

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "app/config_schema.h"
 #include "app/ini.h"
@@ -32,6 +33,10 @@ const char* kUsage =
     "Every key can be set in the INI file ([section] then key = value) or on the command line as\n"
     "--section.key VALUE; the command line wins.\n";
 
+// Short options that set a key: (option, key). Giving both forms is refused.
+const std::pair<const char*, const char*> kOptionAliases[] = {
+    {"log-level", "run.log_level"}, {"resume", "run.resume"}, {"backend", "run.backend"}};
+
 po::options_description general_options() {
   po::options_description general("General options");
   general.add_options()
@@ -39,6 +44,7 @@ po::options_description general_options() {
       ("dry-run", "print the resolved configuration and the plan, then exit")
       ("log-level", po::value<std::string>()->value_name("LEVEL"), "same as --run.log_level")
       ("resume", po::value<std::string>()->value_name("WHAT"), "same as --run.resume (auto | latest | PATH)")
+      ("backend", po::value<std::string>()->value_name("KIND"), "same as --run.backend (auto | cpu | cuda)")
       ("help,h", "print this help")
       ("version", "print version, compiler and library versions")
       ("help-keys", "print every configuration key as a Markdown table (docs/configuration.md)");
@@ -234,15 +240,11 @@ CliOutcome config_parse(const std::vector<std::string>& args_in, const FileReade
   }
 
   // Command line last: it wins over the file. Only values given explicitly (not Boost's defaults).
-  if (vm.count("log-level")) {
-    if (!vm["run.log_level"].defaulted())
-      throw UserError("command line: --log-level and --run.log_level are the same key; give one");
-    set_value(c, *config_find_key("run.log_level"), vm["log-level"].as<std::string>(), "command line");
-  }
-  if (vm.count("resume")) {
-    if (!vm["run.resume"].defaulted())
-      throw UserError("command line: --resume and --run.resume are the same key; give one");
-    set_value(c, *config_find_key("run.resume"), vm["resume"].as<std::string>(), "command line");
+  for (const auto& [alias, key] : kOptionAliases) {
+    if (!vm.count(alias)) continue;
+    if (!vm[key].defaulted())
+      throw UserError(std::string("command line: --") + alias + " and --" + key + " are the same key; give one");
+    set_value(c, *config_find_key(key), vm[alias].as<std::string>(), "command line");
   }
   for (const auto& k : config_keys()) {
     auto it = vm.find(k.full());

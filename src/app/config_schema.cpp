@@ -118,6 +118,13 @@ ConfigKey key_string(const char* sec, const char* name, const char* def, const c
   return k;
 }
 
+ConfigKey key_bool(const char* sec, const char* name, bool def, const char* help, std::function<bool&(Config&)> ref) {
+  ConfigKey k{sec, name, "true | false", def ? "true" : "false", help, nullptr, nullptr};
+  k.set = [=](Config& c, const std::string& v) { ref(c) = config_parse_bool(v); };
+  k.get = [=](const Config& c) { return std::string(ref(const_cast<Config&>(c)) ? "true" : "false"); };
+  return k;
+}
+
 template <typename E>
 ConfigKey key_enum(const char* sec, const char* name, const char* def,
                    std::vector<std::pair<std::string, E>> values, const char* help, std::function<E&(Config&)> ref) {
@@ -186,8 +193,13 @@ std::vector<ConfigKey> build_keys() {
                             [](Config& c) -> std::string& { return c.run.output; }, false));
   keys.push_back(key_enum<BackendKind>("run", "backend", "auto",
       {{"auto", BackendKind::AUTO}, {"cpu", BackendKind::CPU}, {"cuda", BackendKind::CUDA}},
-      "compute backend; auto = cuda when a device is usable, else cpu",
+      "compute backend (also --backend); auto = cuda when every rank has a usable GPU that passes the start-up "
+      "check, else cpu with a log line saying why",
       [](Config& c) -> BackendKind& { return c.run.backend; }));
+  keys.push_back(key_bool("run", "share_devices", false,
+                          "cuda: allow several ranks of a host to use one GPU (slower: they take turns); false refuses "
+                          "such a binding, naming the ranks, the GPU and their CUDA_VISIBLE_DEVICES",
+                          [](Config& c) -> bool& { return c.run.share_devices; }));
   keys.push_back(key_int("run", "threads", 0, 0, 4096,
                          "threads per rank; 0 = SLURM_CPUS_PER_TASK, else cores / ranks per host",
                          [](Config& c) -> int& { return c.run.threads; }));
@@ -212,6 +224,14 @@ std::vector<ConfigKey> build_keys() {
   keys.push_back(key_string("model", "path", "", "a Hugging Face GPT-2 folder (config.json + model.safetensors)",
                             "pre-trained base model; empty = model.preset",
                             [](Config& c) -> std::string& { return c.model.path; }));
+  keys.push_back(key_enum<BasePrecision>("model", "base_precision", "auto",
+      {{"auto", BasePrecision::AUTO}, {"fp32", BasePrecision::FP32}, {"bf16", BasePrecision::BF16}},
+      "storage of the frozen base weights in LoRA training: bf16 = GEMM weights and embeddings rounded to "
+      "bfloat16, their GEMMs with bf16 inputs and fp32 accumulation (tensor cores on cuda); LoRA adapters, "
+      "gradients, Adam state, LayerNorms and biases stay fp32; fp32 = full precision (parity); auto = bf16 "
+      "on the cuda backend, fp32 on cpu. pretrain trains the base weights: auto means fp32 there, bf16 is "
+      "refused",
+      [](Config& c) -> BasePrecision& { return c.model.base_precision; }));
   // [lora]
   keys.push_back(key_int("lora", "rank", 16, 1, 4096, "LoRA rank r (paper: 16)",
                          [](Config& c) -> int& { return c.lora.rank; }));
@@ -259,15 +279,10 @@ std::vector<ConfigKey> build_keys() {
                             [](Config& c) -> double& { return c.optim.beta2; }));
   keys.push_back(key_double("optim", "eps", 1e-8, 1e-30, 1, "Adam epsilon",
                             [](Config& c) -> double& { return c.optim.eps; }));
-  {
-    ConfigKey k{"optim", "keep_state", "true | false", "false",
-                "false: Adam is re-created every round (authors' code); true: each client's Adam moments "
-                "persist across rounds, travel with its adapter and are checkpointed",
-                nullptr, nullptr};
-    k.set = [](Config& c, const std::string& v) { c.optim.keep_state = config_parse_bool(v); };
-    k.get = [](const Config& c) { return std::string(c.optim.keep_state ? "true" : "false"); };
-    keys.push_back(k);
-  }
+  keys.push_back(key_bool("optim", "keep_state", false,
+                          "false: Adam is re-created every round (authors' code); true: each client's Adam moments "
+                          "persist across rounds, travel with its adapter and are checkpointed",
+                          [](Config& c) -> bool& { return c.optim.keep_state; }));
   // [train]
   keys.push_back(key_enum<LocalMode>("train", "mode", "epochs",
       {{"epochs", LocalMode::EPOCHS}, {"steps", LocalMode::STEPS}},
@@ -381,15 +396,10 @@ std::vector<ConfigKey> build_keys() {
   // [eval]
   keys.push_back(key_int("eval", "every", 1, 1, 1000000, "evaluate every N rounds (and after the last)",
                          [](Config& c) -> int& { return c.eval.every; }));
-  {
-    ConfigKey k{"eval", "global_matrix", "true | false", "false",
-                "also evaluate every client's adapter on every client's test split (K x K losses and each "
-                "adapter's global loss in the metrics; K times the evaluation work)",
-                nullptr, nullptr};
-    k.set = [](Config& c, const std::string& v) { c.eval.global_matrix = config_parse_bool(v); };
-    k.get = [](const Config& c) { return std::string(c.eval.global_matrix ? "true" : "false"); };
-    keys.push_back(k);
-  }
+  keys.push_back(key_bool("eval", "global_matrix", false,
+                          "also evaluate every client's adapter on every client's test split (K x K losses and each "
+                          "adapter's global loss in the metrics; K times the evaluation work)",
+                          [](Config& c) -> bool& { return c.eval.global_matrix; }));
   return keys;
 }
 

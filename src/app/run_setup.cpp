@@ -6,11 +6,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
+#include "backend/backend_check.h"
+#include "backend/backend_cuda.h"
 #include "io/checkpoint_dir.h"
 #include "io/fs_atomic.h"
 #include "model/gpt2_config.h"
 #include "runtime/agree.h"
+#include "runtime/device_binding.h"
 #include "runtime/devices.h"
 #include "runtime/log.h"
 
@@ -78,18 +82,87 @@ int setup_max_length(const Config& c, const Gpt2Config& model) {
   return static_cast<int>(model.n_positions);
 }
 
-std::unique_ptr<Backend> setup_backend(const Config& c) {
-  if (c.run.backend == BackendKind::CUDA)
-    throw CollectiveUserError("run.backend = cuda: the CUDA backend is not implemented yet (its kernels are "
-                              "planned); use run.backend = cpu or auto");
-  if (c.run.backend == BackendKind::AUTO) {
-    DeviceReport dev = devices_query();
-    if (!dev.devices.empty())
-      log_info("backend: cpu (run.backend = auto; %zu GPU(s) visible, but the CUDA backend is not implemented yet)",
-               dev.devices.size());
-    else
-      log_info("backend: cpu (run.backend = auto; no usable GPU: %s)", dev.unavailable.c_str());
+namespace {
+
+// Runs `step` on every rank (mpi_agree); "" when it passed everywhere, else the agreed message of the
+// lowest failing rank.
+std::string agreed_failure(const std::function<void()>& step) {
+  try {
+    mpi_agree(MPI_COMM_WORLD, step);
+    return "";
+  } catch (const CollectiveUserError& e) {
+    return e.what();
   }
+}
+
+std::string where_am_i() { return "rank " + std::to_string(runtime_rank()) + " on " + runtime_host(); }
+
+#ifdef MIRA_HAVE_CUDA
+// The CUDA backend on every rank, or "" with `why` set to the agreed reason it cannot be used. Each
+// step is agreed, so every rank takes the same backend and no rank waits in a collective alone.
+std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& model, std::string& why) {
+  const DeviceReport dev = devices_query();
+  why = agreed_failure([&] {
+    if (dev.devices.empty()) throw UserError(where_am_i() + " sees no usable GPU: " + dev.unavailable);
+  });
+  if (!why.empty()) return nullptr;
+
+  DeviceBindingPolicy policy;
+  policy.allow_shared = c.run.share_devices;
+  policy.allow_hint = "run.share_devices = true";
+  const DeviceBinding bind =
+      device_binding_gather(MPI_COMM_WORLD, device_binding_uuids(dev), device_binding_visible_env(), policy);
+  why = agreed_failure([&] {
+    if (!bind.refusal.empty()) throw UserError(bind.refusal);
+  });
+  if (!why.empty()) return nullptr;
+
+  std::unique_ptr<Backend> be;
+  BackendCheckReport rep;
+  const GpuDevice& gpu = dev.devices.at(static_cast<size_t>(bind.device));
+  why = agreed_failure([&] {
+    try {
+      be = backend_create_cuda(bind.device);
+      BackendCheckShape shape;
+      shape.c = model.n_embd;
+      shape.nh = model.n_head;
+      shape.vocab = model.vocab_size;
+      std::unique_ptr<Backend> reference = backend_create_cpu();
+      rep = backend_check(*be, *reference, shape);
+    } catch (const InternalError& e) {
+      throw UserError(where_am_i() + ", GPU " + std::to_string(bind.device) + " (" + gpu.name + "): " + e.what());
+    }
+    if (!rep.ok())
+      throw UserError(where_am_i() + ", GPU " + std::to_string(bind.device) + " (" + gpu.name +
+                      "): the CUDA backend failed its start-up check against the CPU backend: " + rep.failures() +
+                      " (please report this with `mira_hpc --version`)");
+  });
+  if (!why.empty()) return nullptr;
+  log_info("backend: cuda; rank 0 on GPU %d %s (%s; %s%s); start-up check: %d ops within %.0e of the CPU backend "
+           "in %.2f s",
+           bind.device, gpu.name.c_str(), bind.uuid.c_str(), bind.reason.c_str(), bind.any_shared ? "; GPUs shared" : "",
+           rep.count_ok(), rep.tolerance, rep.seconds);
+  log_warn("backend: the CUDA backend has not yet been validated on hardware by the project's GPU test suite "
+           "(docs/cuda.md, Status); the start-up check above is its only verification in this run");
+  return be;
+}
+#endif
+
+}  // namespace
+
+std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model) {
+  if (c.run.backend == BackendKind::CPU) return backend_create_cpu();
+  const char* kind = c.run.backend == BackendKind::CUDA ? "cuda" : "auto";
+  std::string why;
+#ifdef MIRA_HAVE_CUDA
+  if (std::unique_ptr<Backend> be = try_cuda_backend(c, model, why)) return be;
+#else
+  (void)model;
+  why = "this binary was built without the CUDA backend (nvcc not found or -DMIRA_CUDA=OFF)";
+#endif
+  if (c.run.backend == BackendKind::CUDA)
+    throw CollectiveUserError("run.backend = cuda: " + why + "; use run.backend = cpu (or auto to fall back)");
+  log_info("backend: cpu (run.backend = %s; %s)", kind, why.c_str());
   return backend_create_cpu();
 }
 

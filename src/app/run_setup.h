@@ -28,8 +28,12 @@ int setup_max_length(const Config& c, const Gpt2Config& model);
 // The model module's LoRA and optimiser settings from [lora] and [optim].
 LoraConfig setup_lora_config(const Config& c);
 OptimConfig setup_optim_config(const Config& c);
-// The compute backend named by run.backend (auto: cuda when usable, else cpu, with a log line).
-std::unique_ptr<Backend> setup_backend(const Config& c);
+// The compute backend named by run.backend, the same on every rank (collective). cuda: each rank
+// binds a GPU (device_binding_gather: one per rank unless run.share_devices), creates the CUDA backend
+// and runs the start-up check against the CPU backend at `model`'s sizes (backend/backend_check.h);
+// any failure on any rank stops every rank with one message naming the rank, host and GPU. auto: the
+// same, but a failure falls back to cpu on every rank with a log line saying why.
+std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model);
 // Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts
 // fresh ("" returned) or resumes from a checkpoint (its path returned, same on every rank):
 //   none   - fresh; a directory that already holds a run (marker file or checkpoints) is refused;

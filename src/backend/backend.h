@@ -51,6 +51,10 @@ struct DropoutSite {
   uint64_t base = 0;
 };
 
+// Storage precision of a frozen weight tensor (Backend::freeze_weights).
+enum class WeightPrecision { FP32, BF16 };
+inline const char* weight_precision_name(WeightPrecision p) { return p == WeightPrecision::BF16 ? "bf16" : "fp32"; }
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -73,16 +77,33 @@ class Backend {
   // y (N, C), mean/rstd (N) = LayerNorm(x) with w, b (C).
   virtual void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                                  double eps) = 0;
+  // The residual add fused into the next LayerNorm: sum (N, C) = a + r (written: the residual stream),
+  // then y, mean, rstd = LayerNorm(sum) as layernorm_forward. The same bits as add() then
+  // layernorm_forward(); one pass over the rows instead of two. sum may alias a or r.
+  virtual void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+                                          DFloat b, int64_t n, int64_t c, double eps) = 0;
   // dx (N, C) += input gradient; dw, db (C) += parameter gradients unless empty.
   virtual void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean,
                                   DFloat rstd, int64_t n, int64_t c) = 0;
   virtual void gelu_forward(DFloat y, DFloat x, int64_t n) = 0;
   virtual void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) = 0;  // dx may alias dy
-  // out (B, T, C), att (B, H, T, T) from qkv (B, T, 3C); causal; optional dropout on the
-  // probabilities (scratch (B, H, T, T) used when drop.p > 0).
+  // Causal multi-head self-attention (kernels/cpu/attention.h gives the semantics): out (B, T, C)
+  // from qkv (B, T, 3C) laid out [q | k | v], H = nh heads of C / nh columns; optional dropout on
+  // the probabilities (drop.p > 0; element (b, h, i, j) of the (B, H, T, T) probabilities uses mask
+  // index drop.base + ((b*H + h)*T + i)*T + j, the rule of kernels/cpu/elementwise.h).
+  // `att` and `scratch` are backend-defined state, sized by the two queries below (at least that
+  // many floats; model code only allocates and passes them): `att` is written by the forward and
+  // read by the backward of the same call pair (keep it untouched in between); `scratch` is
+  // workspace of either pass (may be empty when the query gives 0). The CPU backend keeps the
+  // (B, H, T, T) probabilities in att and uses a (B, H, T, T) scratch; the CUDA backend (flash-style
+  // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) and a copy of out
+  // (B, T, C) in att and the rows' rowsum(dout * out) (B, H, T) in scratch: no T x T matrix.
+  virtual int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
+  virtual int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
   virtual void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                                  DFloat scratch, const DropoutSite& drop) = 0;
-  // dqkv (B, T, 3C) overwritten; scratch (B, H, T, T); drop: the forward's site.
+  // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv and the forward's att; drop: the forward's
+  // site (masks are regenerated from their indices, never stored).
   virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
                                   int64_t c, int64_t nh, const DropoutSite& drop) = 0;
   // out (B*T, C) = wte[ids] + wpe[position].
@@ -111,6 +132,29 @@ class Backend {
                          double eps, double weight_decay, bool decoupled, double bc1, double bc2) = 0;
   virtual double sum_squares(DFloat x) = 0;  // thread-count invariant
   virtual double sum(DFloat x) = 0;          // thread-count invariant
+
+  // Frozen weights (the "bf16 frozen base weights" mode; model.base_precision). Declares w (a range
+  // of this backend's memory, e.g. one tensor inside the model's weight buffer) frozen with storage
+  // precision p. From the call on, the contents of w are read-only (no op may write them, upload
+  // included) until the allocation holding w is released. FP32: no effect. BF16, exactly:
+  //  - w's values become bf16(w): every element rounded to bfloat16 (round to nearest, ties to even;
+  //    8 exponent bits kept, so no overflow or underflow beyond fp32's). download(w), and any op that
+  //    reads w (embedding_forward's wte/wpe, copy, ...), sees the rounded values.
+  //  - gemm: when A or B lies inside a frozen-bf16 range (a slice of a frozen tensor counts), the
+  //    product is computed as op(bf16(A)) op(bf16(B)) with fp32 accumulation: the other operand is
+  //    rounded to bf16 too (not stored back). Products of two bf16 values are exact in fp32, so the
+  //    result differs from an exact sum of those products only by fp32 summation rounding. alpha,
+  //    beta and C stay fp32.
+  //  - linear_forward with w frozen: y = bias + bf16(x) bf16(W) (fp32 accumulation) + lora_scale *
+  //    u bl^T, the LoRA term in fp32 as before.
+  //  - lm_head_ce with wte frozen: logits = bf16(h) bf16(wte)^T and dh = bf16(dlogits) bf16(wte);
+  //    softmax, loss and dlogits in fp32. dwte must be empty (a frozen weight gets no gradient).
+  // Every other op and operand is unchanged fp32. Ranges must not overlap a range frozen earlier
+  // (freezing the same range twice is a no-op). Weights that are trained (full fine-tuning) must
+  // not be frozen. The CPU backend is the oracle: it rounds in place and rounds the other operand
+  // into scratch before its fp32 GEMM; a GPU backend keeps a bf16 copy and runs bf16 tensor-core
+  // GEMMs with fp32 accumulation (equal up to fp32 summation order).
+  virtual void freeze_weights(DFloat w, WeightPrecision p) = 0;
 };
 
 // The CPU backend (kernels/cpu: OpenMP + OpenBLAS).

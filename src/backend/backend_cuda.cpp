@@ -7,6 +7,7 @@
 #ifdef MIRA_HAVE_CUDA
 #include "backend/backend_cuda.h"
 
+#include <algorithm>
 #include <climits>
 #include <map>
 #include <vector>
@@ -14,12 +15,14 @@
 #include "kernels/cpu/elementwise.h"  // dropout_threshold: the one definition of the masking rule
 #include "kernels/cuda/adam.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gelu.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/lm_head_ce.h"
 #include "kernels/cuda/reduce.h"
+#include "backend/frozen_ranges.h"
 #include "runtime/check_cuda.h"
 #include "runtime/error.h"
 
@@ -58,6 +61,11 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_CUBLAS(cublasSetStream(blas_, stream_));
     // Parity mode: plain fp32 everywhere (no TF32 tensor cores, no reduced-precision reductions).
     MIRA_CHECK_CUBLAS(cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH));
+    // The bf16 frozen-weight GEMMs (cuda_gemm_bf16): a second handle on the same stream in the
+    // default math mode, so cuBLAS may pick tensor-core kernels (bf16 inputs, fp32 accumulation).
+    MIRA_CHECK_CUBLAS(cublasCreate(&blas16_));
+    MIRA_CHECK_CUBLAS(cublasSetStream(blas16_, stream_));
+    MIRA_CHECK_CUBLAS(cublasSetMathMode(blas16_, CUBLAS_DEFAULT_MATH));
     MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&sum_out_), sizeof(double)));
   }
   ~CudaBackend() override {
@@ -68,6 +76,9 @@ class CudaBackend final : public Backend {
     cudaFree(ws_);
     cudaFree(rows_);
     cudaFree(sum_out_);
+    for (const FrozenRanges::Range& r : frozen_.all()) cudaFree(r.copy);
+    cudaFree(ws16_);
+    if (blas16_) cublasDestroy(blas16_);
     if (blas_) cublasDestroy(blas_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -79,18 +90,23 @@ class CudaBackend final : public Backend {
   void release(DInt s) override { raw_free(P(s)); }
   // Host -> device copies wait for completion: the caller may reuse (or free) the host buffer at
   // once even if it is pinned memory, for which cudaMemcpyAsync would return before reading it.
-  void upload(DFloat dst, const float* host) override { copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice); }
+  void upload(DFloat dst, const float* host) override {
+    check_writable(dst, "upload");
+    copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice);
+  }
   void upload(DInt dst, const int32_t* host) override { copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice); }
   void download(float* host, DFloat src) override { copy_sync(host, P(src), bytes(src), cudaMemcpyDeviceToHost); }
   void copy(DFloat dst, DFloat src) override {
     MIRA_CHECK(dst.size() == src.size(), "copy size mismatch");
     if (dst.empty() || P(dst) == P(src)) return;
+    check_writable(dst, "copy");
     // The CPU backend uses memmove; cudaMemcpy is undefined for overlapping ranges, so refuse them.
     MIRA_CHECK(P(dst) + dst.size() <= P(src) || P(src) + src.size() <= P(dst),
                "cuda backend: copy between overlapping ranges is not supported");
     MIRA_CHECK_CUDA(cudaMemcpyAsync(P(dst), P(src), bytes(dst), cudaMemcpyDeviceToDevice, stream_));
   }
   void zero(DFloat dst) override {
+    check_writable(dst, "zero");
     if (!dst.empty()) MIRA_CHECK_CUDA(cudaMemsetAsync(P(dst), 0, bytes(dst), stream_));
   }
 
@@ -98,11 +114,25 @@ class CudaBackend final : public Backend {
             int64_t ldb, float beta, DFloat c, int64_t ldc) override {
     check_int(m, "m"), check_int(n, "n"), check_int(k, "k");
     check_int(lda, "lda"), check_int(ldb, "ldb"), check_int(ldc, "ldc");
+    if (!frozen_.empty()) {  // fp32 mode (nothing frozen) pays this one test
+      const FrozenRanges::Range* fa = frozen_.find(P(a), a.size());
+      const FrozenRanges::Range* fb = frozen_.find(P(b), b.size());
+      if (fa || fb) {
+        check_writable(c, "gemm output");
+        gemm_bf16(ta, tb, m, n, k, alpha, a, lda, fa, b, ldb, fb, beta, c, ldc);
+        return;
+      }
+    }
     MIRA_CHECK_OP(cuda_gemm(blas_, ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc));
   }
   void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                          double eps) override {
     MIRA_CHECK_OP(cuda_layernorm_forward(stream_, P(y), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps));
+  }
+  void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+                                  DFloat b, int64_t n, int64_t c, double eps) override {
+    MIRA_CHECK_OP(cuda_residual_layernorm_forward(stream_, P(sum), P(y), P(mean), P(rstd), P(a), P(r), P(w), P(b), n,
+                                                  c, eps));
   }
   void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
                           int64_t n, int64_t c) override {
@@ -115,16 +145,26 @@ class CudaBackend final : public Backend {
   void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override {
     MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x), n));
   }
+  // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T) + a copy of out
+  // (B, T, C); scratch = rowsum(dout * out) (B, H, T), used by the backward only.
+  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
+    return cuda_attention_saved_floats(b, t, c, nh);
+  }
+  int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
+    return cuda_attention_scratch_floats(b, t, c, nh);
+  }
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
                          const DropoutSite& drop) override {
-    check_int(3 * c, "3 * C"), check_int(t * t, "T * T"), check_int(nh, "heads");
-    MIRA_CHECK_OP(cuda_attention_forward(blas_, stream_, P(out), P(att), P(qkv), b, t, c, nh,
-                                         scratch.empty() ? nullptr : P(scratch), site(drop)));
+    check_attention(out, att, qkv, b, t, c, nh);
+    MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop)));
   }
   void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
                           int64_t c, int64_t nh, const DropoutSite& drop) override {
-    check_int(3 * c, "3 * C"), check_int(t * t, "T * T"), check_int(nh, "heads");
-    MIRA_CHECK_OP(cuda_attention_backward(blas_, stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh,
+    check_attention(dout, att, qkv, b, t, c, nh);
+    MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
+    MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
+               "attention_backward: scratch smaller than attention_scratch_floats");
+    MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh,
                                           site(drop)));
   }
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
@@ -134,6 +174,7 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_OP(cuda_bias_broadcast(stream_, P(y), P(bias), n, m));
   }
   // The three steps of the interface's definition (a cuBLASLt bias epilogue is the later fusion).
+  // With w frozen in bf16 the base product takes gemm's bf16 path (x converted, W's bf16 copy).
   void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override {
     bias_broadcast(y, bias, n, out);
@@ -141,7 +182,10 @@ class CudaBackend final : public Backend {
     if (!u.empty()) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);
   }
   void add(DFloat y, DFloat a, DFloat b) override { MIRA_CHECK_OP(cuda_add(stream_, P(y), P(a), P(b), y.size())); }
-  void scale(DFloat y, float s) override { MIRA_CHECK_OP(cuda_scale(stream_, P(y), y.size(), s)); }
+  void scale(DFloat y, float s) override {
+    check_writable(y, "scale");
+    MIRA_CHECK_OP(cuda_scale(stream_, P(y), y.size(), s));
+  }
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override {
     MIRA_CHECK_OP(
         cuda_dropout(stream_, P(y), P(x), y.size(), p, dropout_threshold(p), stream, base, accumulate));
@@ -162,6 +206,15 @@ class CudaBackend final : public Backend {
     int32_t* rows = row_buffer(std::max<int64_t>(1, n_active));
     if (n_active > 0)
       copy_sync(rows, host_rows_.data(), sizeof(int32_t) * (size_t)n_active, cudaMemcpyHostToDevice);
+    if (!frozen_.empty()) {
+      if (const FrozenRanges::Range* fw = frozen_.find(P(wte), wte.size())) {  // the bf16 mode (backend.h)
+        MIRA_CHECK(dwte.empty(), "lm_head_ce: a gradient for a frozen wte was requested");
+        MIRA_CHECK_OP(cuda_lm_head_ce_bf16(blas16_, stream_, P(loss_rows), dh.empty() ? nullptr : P(dh), P(h),
+                                           bf16_at(*fw, P(wte)), P(targets), P(weight), rows, n_active, n, c, v,
+                                           P(scratch), bf16_workspace(cuda_lm_head_ce_bf16_scratch(c, v))));
+        return;
+      }
+    }
     MIRA_CHECK_OP(cuda_lm_head_ce(blas_, stream_, P(loss_rows), dh.empty() ? nullptr : P(dh),
                                   dwte.empty() ? nullptr : P(dwte), P(h), P(wte), P(targets), P(weight), rows,
                                   n_active, n, c, v, P(scratch)));
@@ -174,15 +227,90 @@ class CudaBackend final : public Backend {
   }
   void adam_step(DFloat param, DFloat grad, DFloat m, DFloat v, double lr, double beta1, double beta2, double eps,
                  double weight_decay, bool decoupled, double bc1, double bc2) override {
+    check_writable(param, "adam_step");
     MIRA_CHECK_OP(cuda_adam_step(stream_, P(param), P(grad), P(m), P(v), param.size(), lr, beta1, beta2, eps,
                                  weight_decay, decoupled, bc1, bc2));
   }
   double sum_squares(DFloat x) override { return reduce(x, true); }
   double sum(DFloat x) override { return reduce(x, false); }
 
+  // The bf16 mode (backend.h): a bf16 copy of w in its own cudaMalloc (one per frozen tensor, made
+  // once at set-up and freed with the allocation holding w), and w's fp32 storage rounded in place
+  // so that the ops reading it in fp32 (embeddings, downloads) see the same values as the CPU oracle.
+  // The fp32 storage is kept: w is usually a slice of the model's one weight buffer, which cannot be
+  // freed in parts, and the model still downloads it (base_model_host).
+  void freeze_weights(DFloat w, WeightPrecision p) override {
+    if (p != WeightPrecision::BF16 || w.empty() || frozen_.contains_exactly(P(w), w.size())) return;
+    MIRA_CHECK(!frozen_.overlaps(P(w), w.size()), "freeze_weights: the range overlaps a range frozen earlier");
+    void* copy = nullptr;
+    MIRA_CHECK_CUDA(cudaMalloc(&copy, sizeof(__nv_bfloat16) * (size_t)w.size()));
+    frozen_.insert(P(w), w.size(), copy);  // recorded first: freed by release() or the destructor
+    MIRA_CHECK_OP(cuda_freeze_bf16(stream_, P(w), static_cast<__nv_bfloat16*>(copy), w.size()));
+  }
+
  private:
+  // Writes into frozen weights are refused (the bf16 copy would no longer match).
+  void check_writable(const DFloat& s, const char* op) const {
+    if (!frozen_.empty())
+      MIRA_CHECK(!frozen_.overlaps(P(s), s.size()), std::string("cuda backend: ") + op + " writes into a frozen weight");
+  }
+  // The bf16 copy of the frozen element p (inside range r).
+  static const __nv_bfloat16* bf16_at(const FrozenRanges::Range& r, const float* p) {
+    return static_cast<const __nv_bfloat16*>(r.copy) + (p - r.begin);
+  }
+  // C = alpha op(bf16(A)) op(bf16(B)) + beta C on the bf16 path: a frozen operand is read from its
+  // bf16 copy (offset for a slice, same leading dimension), the other one is converted into the bf16
+  // workspace densely (leading dimension = its stored width).
+  void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, DFloat a, int64_t lda,
+                 const FrozenRanges::Range* fa, DFloat b, int64_t ldb, const FrozenRanges::Range* fb, float beta,
+                 DFloat c, int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;  // as stored
+    const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
+    __nv_bfloat16* ws = bf16_workspace((fa ? 0 : a_rows * a_cols) + (fb ? 0 : b_rows * b_cols));
+    const __nv_bfloat16 *a16 = nullptr, *b16 = nullptr;
+    if (fa) {
+      a16 = bf16_at(*fa, P(a));
+    } else {
+      MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, ws, P(a), a_rows, a_cols, lda));
+      a16 = ws, lda = std::max<int64_t>(a_cols, 1), ws += a_rows * a_cols;
+    }
+    if (fb) {
+      b16 = bf16_at(*fb, P(b));
+    } else {
+      MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, ws, P(b), b_rows, b_cols, ldb));
+      b16 = ws, ldb = std::max<int64_t>(b_cols, 1);
+    }
+    MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, ta, tb, m, n, k, alpha, a16, lda, b16, ldb, beta, P(c), ldc));
+  }
+  // bf16 scratch of the bf16 mode (converted operands, the LM head's bf16 chunk buffers), grown on
+  // demand and kept, like workspace(): no allocation in the step loop after the first step.
+  __nv_bfloat16* bf16_workspace(int64_t elems) {
+    if (elems > ws16_size_) {
+      MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      MIRA_CHECK_CUDA(cudaFree(ws16_));
+      ws16_ = nullptr;
+      MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&ws16_), sizeof(__nv_bfloat16) * (size_t)elems));
+      ws16_size_ = elems;
+    }
+    return ws16_;
+  }
+
   template <typename T>
   static size_t bytes(const DSpan<T>& s) { return sizeof(T) * (size_t)s.size(); }
+
+  // Shapes and sizes of an attention call (x: out or dout (B, T, C)); the kernels support head dims
+  // up to CUDA_ATTENTION_MAX_HEAD_DIM.
+  static void check_attention(DFloat x, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh) {
+    MIRA_CHECK(b >= 0 && t >= 0 && nh > 0 && c > 0 && c % nh == 0,
+               "attention: C = " + std::to_string(c) + " is not a positive multiple of H = " + std::to_string(nh));
+    MIRA_CHECK(c / nh <= CUDA_ATTENTION_MAX_HEAD_DIM,
+               "cuda backend: attention head dim " + std::to_string(c / nh) + " exceeds the kernels' maximum " +
+                   std::to_string(CUDA_ATTENTION_MAX_HEAD_DIM));
+    MIRA_CHECK(x.size() >= b * t * c && qkv.size() >= b * t * 3 * c, "attention: out/dout or qkv too small");
+    MIRA_CHECK(att.size() >= cuda_attention_saved_floats(b, t, c, nh),
+               "attention: att smaller than attention_saved_floats");
+  }
 
   static CudaDropout site(const DropoutSite& d) {
     CudaDropout k;
@@ -228,6 +356,9 @@ class CudaBackend final : public Backend {
     auto it = blocks_.find(p);
     MIRA_CHECK(it != blocks_.end(), "release of memory this backend does not own");
     MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));  // kernels still using it have finished
+    if (!frozen_.empty())  // bf16 copies of weights inside the block end with it
+      for (const FrozenRanges::Range& r : frozen_.remove_block(p, static_cast<const char*>(p) + it->second))
+        MIRA_CHECK_CUDA(cudaFree(r.copy));
     MIRA_CHECK_CUDA(cudaFree(p));
     blocks_.erase(it);
   }
@@ -266,6 +397,10 @@ class CudaBackend final : public Backend {
   double* sum_out_ = nullptr;  // (1) result of sum / sum_squares
   std::vector<float> host_weight_;
   std::vector<int32_t> host_rows_;
+  cublasHandle_t blas16_ = nullptr;      // bf16 GEMMs, CUBLAS_DEFAULT_MATH (tensor cores)
+  FrozenRanges frozen_;                  // frozen-bf16 weights, payload = the bf16 copy (cudaMalloc)
+  __nv_bfloat16* ws16_ = nullptr;        // (ws16_size_) bf16 scratch
+  int64_t ws16_size_ = 0;
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
 // The CUDA backend (kernels/cuda, cuBLAS) and the choice of a rank's device. The device choice is a
 // pure function, available in every build so it is tested everywhere; backend_create_cuda exists
 // only in builds with the CUDA backend (MIRA_HAVE_CUDA).
-// STATUS: compiles and links; NOT yet run on a GPU (docs/cuda.md) - run.backend = cuda stays refused
-// until tests/gpu pass on a device.
+// STATUS: compiles and links; NOT yet run on a GPU (docs/cuda.md). run.backend = cuda | auto takes it
+// only after the start-up check against the CPU backend passes (src/app/run_setup.cpp).
 #pragma once
 #include <memory>
 #include <string>

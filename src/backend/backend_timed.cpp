@@ -48,6 +48,10 @@ void TimedBackend::layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat 
                                      int64_t c, double eps) {
   MIRA_TIMED("layernorm_forward", inner_->layernorm_forward(y, mean, rstd, x, w, b, n, c, eps));
 }
+void TimedBackend::residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r,
+                                              DFloat w, DFloat b, int64_t n, int64_t c, double eps) {
+  MIRA_TIMED("layernorm_forward", inner_->residual_layernorm_forward(sum, y, mean, rstd, a, r, w, b, n, c, eps));
+}
 void TimedBackend::layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean,
                                       DFloat rstd, int64_t n, int64_t c) {
   MIRA_TIMED("layernorm_backward", inner_->layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, n, c));
@@ -108,6 +112,8 @@ double TimedBackend::sum(DFloat x) {
   MIRA_TIMED("sum", r = inner_->sum(x));
   return r;
 }
+
+void TimedBackend::freeze_weights(DFloat w, WeightPrecision p) { MIRA_TIMED("freeze_weights", inner_->freeze_weights(w, p)); }
 
 #undef MIRA_TIMED
 

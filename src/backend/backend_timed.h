@@ -19,7 +19,7 @@ struct OpTime {
   int64_t calls = 0;
 };
 
-class TimedBackend final : public Backend {
+class TimedBackend : public Backend {
  public:
   explicit TimedBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
   // Per-op totals since construction or the last reset().
@@ -40,10 +40,18 @@ class TimedBackend final : public Backend {
             int64_t ldb, float beta, DFloat c, int64_t ldc) override;
   void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                          double eps) override;
+  void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+                                  DFloat b, int64_t n, int64_t c, double eps) override;
   void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
                           int64_t n, int64_t c) override;
   void gelu_forward(DFloat y, DFloat x, int64_t n) override;
   void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override;
+  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
+    return inner_->attention_saved_floats(b, t, c, nh);
+  }
+  int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
+    return inner_->attention_scratch_floats(b, t, c, nh);
+  }
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                          DFloat scratch, const DropoutSite& drop) override;
   void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
@@ -64,6 +72,7 @@ class TimedBackend final : public Backend {
                  double weight_decay, bool decoupled, double bc1, double bc2) override;
   double sum_squares(DFloat x) override;
   double sum(DFloat x) override;
+  void freeze_weights(DFloat w, WeightPrecision p) override;
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -95,25 +95,49 @@ NcclAdapterExchange::NcclAdapterExchange(MPI_Comm comm, std::vector<int> owner,
   recv_slot_.assign(owner_.size(), -1);
   MIRA_CHECK(device_ >= 0, "NCCL exchange on rank " + std::to_string(rank_) + " without a device (device " +
                                std::to_string(device_) + ")");
+  // A constructor that throws runs no destructor: free what was created so far before rethrowing.
+  try {
+    init_resources(comm);
+  } catch (...) {
+    destroy();
+    throw;
+  }
+}
+
+void NcclAdapterExchange::init_resources(MPI_Comm comm) {
   MIRA_CHECK_CUDA(cudaSetDevice(device_));
   MIRA_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   MIRA_CHECK_CUDA(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
   MIRA_CHECK_CUDA(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   // Bootstrap: rank 0's unique id to every rank over MPI, then the collective init. A rank that
   // fails before the init throws; main then calls MPI_Abort, which also ends the ranks waiting in it.
-  ncclUniqueId id;
-  if (rank_ == 0) MIRA_CHECK_NCCL(ncclGetUniqueId(&id));
-  MIRA_CHECK_MPI(MPI_Bcast(&id, static_cast<int>(sizeof id), MPI_BYTE, 0, comm));
-  MIRA_CHECK_NCCL(ncclCommInitRank(&nccl_, size_, id, rank_));
+  // ncclGetUniqueId's result travels with the id, so a failure on rank 0 stops every rank with
+  // NCCL's error instead of leaving the others in ncclCommInitRank with an uninitialised id.
+  struct {
+    ncclUniqueId id;
+    int rc;  // ncclResult_t of rank 0's ncclGetUniqueId
+  } boot{};
+  if (rank_ == 0) boot.rc = static_cast<int>(ncclGetUniqueId(&boot.id));
+  MIRA_CHECK_MPI(MPI_Bcast(&boot, static_cast<int>(sizeof boot), MPI_BYTE, 0, comm));
+  if (boot.rc != ncclSuccess)
+    throw_check_failure("NCCL", "ncclGetUniqueId (on rank 0)", ncclGetErrorString(static_cast<ncclResult_t>(boot.rc)),
+                        __FILE__, __LINE__);
+  MIRA_CHECK_NCCL(ncclCommInitRank(&nccl_, size_, boot.id, rank_));
 }
 
-NcclAdapterExchange::~NcclAdapterExchange() {
+NcclAdapterExchange::~NcclAdapterExchange() { destroy(); }
+
+void NcclAdapterExchange::destroy() noexcept {
   // No throw from a destructor: return codes are ignored here (the process is ending or the run
   // is over; queued transfers are waited for by ncclCommDestroy and cudaStreamDestroy).
+  if (device_ >= 0) cudaSetDevice(device_);
   if (nccl_) ncclCommDestroy(nccl_);
   if (done_) cudaEventDestroy(done_);
   if (ready_) cudaEventDestroy(ready_);
   if (stream_) cudaStreamDestroy(stream_);
+  nccl_ = nullptr;
+  done_ = ready_ = nullptr;
+  stream_ = nullptr;
 }
 
 void NcclAdapterExchange::begin() {
@@ -323,11 +347,14 @@ void HostStagedAdapterExchange::exchange(const std::vector<char>& receiver, cons
   owned_ = owned;
   // The MPI exchange asks only for the owned adapters it sends: download those on demand. Each copy
   // is waited for before the call returns, as MpiAdapterExchange packs the pointer right away.
+  // On the compute stream (not the legacy default stream, which is not ordered with a non-blocking
+  // compute stream and would also wait for every blocking stream of the device).
   mpi_.exchange(receiver, provider, [this, owned, P](int c) -> float* {
     const float* dev = owned(c);
     if (!dev) return nullptr;
     float* host = host_slot(host_, c, P);
-    MIRA_CHECK_CUDA(cudaMemcpy(host, dev, P * sizeof(float), cudaMemcpyDeviceToHost));
+    download(host, dev, P);
+    MIRA_CHECK_CUDA(cudaStreamSynchronize(compute_));
     return host;
   });
   // The received copies, to the device in client order.

@@ -82,6 +82,8 @@ class NcclAdapterExchange final : public AdapterExchange {
   cudaStream_t comm_stream() const { return stream_; }
 
  private:
+  void init_resources(MPI_Comm comm);  // stream, events, NCCL communicator (constructor)
+  void destroy() noexcept;              // frees what init_resources created (destructor, failed constructor)
   void begin();  // the comm stream waits for the compute stream's queued work
   void end();    // the compute stream waits for the comm stream's queued work
 

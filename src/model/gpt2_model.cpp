@@ -16,13 +16,14 @@ struct Gpt2Model::Layer {
   DFloat ln1_w, ln1_b, attn_w, attn_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
 };
 
-// Views into one activation arena, sized for cap_bt_ = B*T rows and cap_att_ = B*H*T*T; a smaller
-// batch uses prefixes of each view.
+// Views into one activation arena, sized for cap_bt_ = B*T rows, cap_att_ floats of attention saved
+// state per layer and cap_att_scratch_ floats of attention scratch (both from the backend's
+// queries); a smaller batch uses prefixes of each view.
 struct Gpt2Model::Acts {
   struct PerLayer {
     DFloat ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
     DFloat qkv;                      // (N, 3C)
-    DFloat att;                      // (B, H, T, T)
+    DFloat att;                      // attention saved state (Backend::attention_saved_floats)
     DFloat atty;                     // (N, C) attention output before c_proj
     DFloat resid_mid;                // (N, C) x + attention branch
     DFloat ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
@@ -43,7 +44,7 @@ struct Gpt2Model::Acts {
   DFloat dfc;         // (N, F)
   DFloat du;          // (N, r)
   DFloat dxl;         // (N, max in) LoRA input gradient before the dropout mask
-  DFloat datt;        // (B, H, T, T) attention backward scratch
+  DFloat datt;        // attention scratch (Backend::attention_scratch_floats)
   DFloat ce_scratch;  // lm_head_ce scratch
 };
 
@@ -132,14 +133,20 @@ void Gpt2Model::set_optimizer_state(const float* m, const float* v, int64_t step
 }
 
 void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
-  const int64_t n = b * t, att = b * cfg_.n_head * t * t;
-  if (n <= cap_bt_ && att <= cap_att_) return;
+  // The attention sizes are compared with their own capacities (they are functions of b and t, not
+  // of b * t alone), so any shape sequence keeps every view large enough.
+  const int64_t n = b * t, att = be_.attention_saved_floats(b, t, cfg_.n_embd, cfg_.n_head),
+                att_scratch = be_.attention_scratch_floats(b, t, cfg_.n_embd, cfg_.n_head);
+  MIRA_CHECK(att >= 0 && att_scratch >= 0, "backend returned a negative attention size");
+  if (n <= cap_bt_ && att <= cap_att_ && att_scratch <= cap_att_scratch_) return;
   if (!act_arena_.empty()) be_.release(act_arena_);
   if (!ids_.empty()) be_.release(ids_);
   if (!tgt_.empty()) be_.release(tgt_);
   cap_bt_ = std::max(cap_bt_, n);
   cap_att_ = std::max(cap_att_, att);
-  const int64_t N = cap_bt_, A = cap_att_, C = cfg_.n_embd, F = cfg_.n_inner, L = cfg_.n_layer, r = lora_.r;
+  cap_att_scratch_ = std::max(cap_att_scratch_, att_scratch);
+  const int64_t N = cap_bt_, A = cap_att_, AS = cap_att_scratch_, C = cfg_.n_embd, F = cfg_.n_inner, L = cfg_.n_layer;
+  const int64_t r = lora_.r;
   const bool drop = lora_.dropout > 0;
   // Two passes: count, then slice.
   int64_t total = 0;
@@ -173,7 +180,7 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
     take(a.weight, N), take(a.loss_rows, N);
     take(a.dres, N * C), take(a.dtmp, N * C), take(a.dbranch, N * C), take(a.dqkv, N * 3 * C);
     take(a.datty, N * C), take(a.dfc, N * F);
-    take(a.du, N * r), take(a.dxl, N * std::max(C, F)), take(a.datt, A);
+    take(a.du, N * r), take(a.dxl, N * std::max(C, F)), take(a.datt, AS);
     take(a.ce_scratch, be_.lm_head_ce_scratch(C, cfg_.vocab_size));
     if (pass == 0) act_arena_ = be_.alloc_f32(total);
   }
@@ -230,6 +237,19 @@ void Gpt2Model::set_base_dropout(const BaseDropout& d) {
   for (double p : {d.embd, d.attn, d.resid})
     if (!(p >= 0 && p < 1)) throw UserError("base-model dropout probabilities must be in [0, 1)");
   base_drop_ = d;
+}
+
+void Gpt2Model::set_base_precision(WeightPrecision p) {
+  if (p == base_precision_) return;
+  MIRA_CHECK(base_precision_ == WeightPrecision::FP32,
+             "set_base_precision: bf16 base weights are already rounded; they cannot go back to fp32");
+  MIRA_CHECK(wgrad_.empty(), "set_base_precision: bf16 after full fine-tuning (its weights are trained)");
+  // The GEMM weights and the embeddings; LayerNorm parameters and biases (0.1% of GPT-2) stay fp32.
+  be_.freeze_weights(wte_, p);
+  be_.freeze_weights(wpe_, p);
+  for (const Layer& L : layers_)
+    for (DFloat w : {L.attn_w, L.proj_w, L.fc_w, L.fcproj_w}) be_.freeze_weights(w, p);
+  base_precision_ = p;
 }
 
 DropoutSite Gpt2Model::base_site(double p, bool dropout, const StepContext& ctx, int64_t layer, int site) const {
@@ -316,20 +336,32 @@ void Gpt2Model::forward(int64_t b, int64_t t, bool dropout, const StepContext& c
     const Layer& W = layers_[(size_t)l];
     Acts::PerLayer& p = a.layer[(size_t)l];
     DFloat x = a.resid[(size_t)l].slice(0, N * C);
-    be_.layernorm_forward(p.ln1, p.ln1_mean, p.ln1_rstd, x, W.ln1_w, W.ln1_b, N, C, eps);
+    // ln_1 of layer 0 here; of later layers fused into the previous layer's last residual add.
+    if (l == 0) be_.layernorm_forward(p.ln1, p.ln1_mean, p.ln1_rstd, x, W.ln1_w, W.ln1_b, N, C, eps);
     linear_forward(p.qkv, p.ln1, W.attn_w, W.attn_b, N, C, 3 * C, l, LoraModule::C_ATTN, dropout, ctx);
     be_.attention_forward(p.atty, p.att, p.qkv, b, t, C, H, a.datt, da);
     linear_forward(a.tmp, p.atty, W.proj_w, W.proj_b, N, C, C, l, LoraModule::ATTN_C_PROJ, dropout, ctx);
     if (dr1.p > 0) be_.dropout(a.tmp.slice(0, N * C), a.tmp.slice(0, N * C), dr1.p, dr1.stream, dr1.base, false);
-    be_.add(p.resid_mid.slice(0, N * C), x, a.tmp.slice(0, N * C));
-    be_.layernorm_forward(p.ln2, p.ln2_mean, p.ln2_rstd, p.resid_mid, W.ln2_w, W.ln2_b, N, C, eps);
+    be_.residual_layernorm_forward(p.resid_mid.slice(0, N * C), p.ln2, p.ln2_mean, p.ln2_rstd, x,
+                                   a.tmp.slice(0, N * C), W.ln2_w, W.ln2_b, N, C, eps);
     linear_forward(p.fc, p.ln2, W.fc_w, W.fc_b, N, C, F, l, LoraModule::MLP_C_FC, dropout, ctx);
     be_.gelu_forward(p.fc_gelu, p.fc, N * F);
     linear_forward(a.tmp, p.fc_gelu, W.fcproj_w, W.fcproj_b, N, F, C, l, LoraModule::MLP_C_PROJ, dropout, ctx);
     if (dr2.p > 0) be_.dropout(a.tmp.slice(0, N * C), a.tmp.slice(0, N * C), dr2.p, dr2.stream, dr2.base, false);
-    be_.add(a.resid[(size_t)l + 1].slice(0, N * C), p.resid_mid.slice(0, N * C), a.tmp.slice(0, N * C));
+    // resid[l + 1] = resid_mid + mlp output, with the next LayerNorm (ln_1 of layer l + 1, or ln_f).
+    DFloat next = a.resid[(size_t)l + 1].slice(0, N * C);
+    if (l + 1 < cfg_.n_layer) {
+      Acts::PerLayer& q = a.layer[(size_t)l + 1];
+      const Layer& V = layers_[(size_t)l + 1];
+      be_.residual_layernorm_forward(next, q.ln1, q.ln1_mean, q.ln1_rstd, p.resid_mid.slice(0, N * C),
+                                     a.tmp.slice(0, N * C), V.ln1_w, V.ln1_b, N, C, eps);
+    } else {
+      be_.residual_layernorm_forward(next, a.lnf, a.lnf_mean, a.lnf_rstd, p.resid_mid.slice(0, N * C),
+                                     a.tmp.slice(0, N * C), lnf_w_, lnf_b_, N, C, eps);
+    }
   }
-  be_.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.resid[(size_t)cfg_.n_layer], lnf_w_, lnf_b_, N, C, eps);
+  if (cfg_.n_layer == 0)
+    be_.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.resid[0].slice(0, N * C), lnf_w_, lnf_b_, N, C, eps);
 }
 
 void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& ctx, bool full) {
@@ -410,6 +442,9 @@ double Gpt2Model::compute_gradient(const BatchView& batch, const StepContext& ct
 }
 
 double Gpt2Model::full_train_step(const BatchView& batch, const StepContext& ctx) {
+  if (base_precision_ != WeightPrecision::FP32)
+    throw UserError(std::string("full fine-tuning trains the base weights, but they are frozen in ") +
+                    weight_precision_name(base_precision_) + " (model.base_precision): use fp32");
   if (wgrad_.empty()) {
     wgrad_ = be_.alloc_f32(weights_.size());
     wm_ = be_.alloc_f32(weights_.size());

@@ -73,6 +73,15 @@ class Gpt2Model {
   // UserError for a probability outside [0, 1). E.g. set_base_dropout({cfg.embd_pdrop,
   // cfg.attn_pdrop, cfg.resid_pdrop}) trains like HF's model.train().
   void set_base_dropout(const BaseDropout& d);
+  // Storage precision of the frozen base weights (model.base_precision; Backend::freeze_weights gives
+  // the exact semantics). BF16 freezes wte, wpe and every block's attn.c_attn, attn.c_proj, mlp.c_fc
+  // and mlp.c_proj weight in bf16: their values are rounded to bf16 (irreversibly) and the GEMMs
+  // reading them (linear layers, input gradients dy W^T, the tied LM head) take bf16 inputs with fp32
+  // accumulation. LayerNorm parameters, biases, LoRA adapters, gradients and Adam state stay fp32.
+  // FP32 (the default) changes nothing. Call it before training; BF16 then FP32 is refused
+  // (InternalError), and so is BF16 after full_train_step, whose weights are trained, not frozen.
+  void set_base_precision(WeightPrecision p);
+  WeightPrecision base_precision() const { return base_precision_; }
 
   // Forward + backward (LoRA only) + clipping + one optimiser step; returns the batch loss
   // (computed before the update). LoRA dropout is active (when configured) keyed by ctx.
@@ -89,6 +98,7 @@ class Gpt2Model {
   // `pretrain`: allocates base-weight gradients and Adam moments (3 x the weights) on first use.
   // One step: forward, backward into all base weights (LoRA adapters, if any, stay frozen), clipping
   // over all base gradients, then the optimiser (optim config) on the base weights. Returns the loss.
+  // Refused (UserError) on a model whose base weights are frozen in bf16 (set_base_precision).
   double full_train_step(const BatchView& batch, const StepContext& ctx);
   // The current base weights (gpt2_param_count floats, gpt2_param_table order) / their gradient after
   // full_train_step (as the optimiser used it, i.e. after clipping when clipping is on).
@@ -123,6 +133,7 @@ class Gpt2Model {
   Gpt2Config cfg_;
   LoraConfig lora_;
   BaseDropout base_drop_;
+  WeightPrecision base_precision_ = WeightPrecision::FP32;
   OptimConfig optim_;
   uint64_t seed_;
   AdapterLayout layout_;
@@ -139,7 +150,9 @@ class Gpt2Model {
   int64_t adam_step_ = 0;
 
   std::unique_ptr<Acts> acts_;
-  int64_t cap_bt_ = 0, cap_att_ = 0;  // capacities of the activation arena
+  // Capacities of the activation arena: B*T rows, the attention's saved state per layer and its
+  // scratch (floats, from Backend::attention_saved_floats / attention_scratch_floats).
+  int64_t cap_bt_ = 0, cap_att_ = 0, cap_att_scratch_ = 0;
   DFloat act_arena_;
   DInt ids_, tgt_;
   std::vector<float> host_weight_, host_loss_;  // (B*T) staging, sized with the activations

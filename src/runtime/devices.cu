@@ -39,7 +39,10 @@ DeviceReport devices_query() {
   if (count == 0) r.unavailable = "cudaGetDeviceCount found 0 devices";
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+      cudaGetLastError();  // clear it: the next kernel launch's cudaGetLastError would report it as its own
+      continue;
+    }
     GpuDevice d;
     d.index = i;
     d.name = p.name;

@@ -70,6 +70,7 @@ std::vector<std::pair<std::string, std::string>> provenance_libraries() {
   } else {
     items.push_back({"cuda", "not built"});
   }
+  items.push_back({"devices", devices_summary(dev)});
   return items;
 }
 
@@ -84,7 +85,6 @@ std::vector<std::pair<std::string, std::string>> provenance_run(const MpiEnv& en
   items.push_back({"hosts", hosts});
   items.push_back({"threads", std::to_string(threads.threads) + " per rank (from " + threads.source + "; " +
                                   std::to_string(threads.cores) + " cores visible)"});
-  items.push_back({"devices", devices_summary(devices_query())});
   return items;
 }
 

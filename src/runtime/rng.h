@@ -31,6 +31,7 @@ enum class RngPurpose : uint64_t {
   GRAPH = 9,            // random graph weights
   GENERATION = 10,      // sampling during text generation (a = client, b = example)
   DATA_ASSIGN = 11,     // assignment of dataset examples to clients (a = category)
+  BACKEND_CHECK = 12,   // inputs of the start-up backend self-check (backend/backend_check.h)
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mixer with good avalanche.

@@ -7,8 +7,10 @@
 // softmax, cross-entropy) get bounds from float rounding given with each test.
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "gpu_test_util.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/lm_head_ce.h"
 
 using namespace mira;
@@ -131,33 +133,51 @@ TEST_F(CudaVsCpu, GeluForwardBackward) {
   EXPECT_EQ(host_gpu(dy), host_gpu(dx));
 }
 
-class CudaAttention : public CudaVsCpu, public ::testing::WithParamInterface<float> {};
+class CudaAttention : public CudaVsCpu, public ::testing::WithParamInterface<std::tuple<float, int64_t, int64_t>> {};
 
+// out and dqkv only: `att` and `scratch` are backend-defined state (Backend::attention_saved_floats):
+// the CPU keeps the (B, H, T, T) probabilities, the CUDA flash kernels the row logsumexp, a copy of
+// out and rowsum(dout * out), so they have different sizes and meanings and are not compared. Each
+// side gets its own, sized by its own query. A wrong dropout mask index shows in out and dqkv (errors
+// of the size of a probability times |v|, >> the tolerances).
 TEST_P(CudaAttention, ForwardBackward) {
-  const float p = GetParam();
-  const int64_t b = 2, t = 13, c = 24, nh = 3, att_n = b * nh * t * t;  // hd = 8
+  const float p = std::get<0>(GetParam());
+  // (T, C): T = 13 is one partial tile; 130 = three query/key tiles of 64 with a partial last one
+  // (causal limits at tile edges). C = 24 with 3 heads gives hd = 8 (the hd <= 32 kernels); 192 with
+  // 3 heads gives hd = 64 (GPT-2's); 300 with 3 heads gives hd = 100 (the hd <= 128 kernels with
+  // 32-row tiles, a head dim that is not a power of two).
+  const int64_t b = 2, t = std::get<1>(GetParam()), c = std::get<2>(GetParam()), nh = 3;
   const DropoutSite drop{p, rng_stream(3, RngPurpose::BASE_DROPOUT, 1, 2), 7};  // base 7: not a multiple of 4
-  Twin qkv = f32(random_vec(b * t * 3 * c, 60, -2, 2)), out = zeros(b * t * c), att = zeros(att_n),
-       scratch = zeros(att_n);
+  Twin qkv = f32(random_vec(b * t * 3 * c, 60, -2, 2)), out = zeros(b * t * c);
+  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh)),
+           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh))};
+  Twin scratch{cpu_->alloc_f32(cpu_->attention_scratch_floats(b, t, c, nh)),
+               gpu_->alloc_f32(gpu_->attention_scratch_floats(b, t, c, nh))};
   cpu_->attention_forward(out.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop);
   gpu_->attention_forward(out.g, att.g, qkv.g, b, t, c, nh, scratch.g, drop);
-  // Scores: |S| <= 8 * 2 * 2 * 0.35 = 11 from 8-term dot products, worst-case error 2 * 10 * 2^-24 *
-  // 11 = 1.3e-5 absolute, which is the relative error of a probability exp(S - max) / sum; expf
-  // (CUDA, <= 2 ulp) vs glibc and sums of <= 13 terms add ~1e-6. Typical errors are ~10x smaller.
-  // Bugs (mask, row, scale, head offset) give errors of the size of a probability.
-  expect_close(att, 5e-6, 5e-5, "attention probabilities");
-  // A dropout mask that differed would give errors of the size of a probability (>> tolerance).
-  if (p > 0) expect_close(scratch, 5e-6, 5e-5, "attention dropped probabilities");
-  expect_close(out, 2e-5, 5e-5, "attention out");  // 13-term sums of probabilities times |v| <= 2
+  // Scores: |S| <= hd * 2 * 2 / sqrt(hd); a probability's relative error is about the absolute error
+  // of S (2 hd 2^-24 |S|-ish: 1e-5 at hd = 8 up to ~1e-4 worst case at hd = 100, typically 10x
+  // less), plus expf vs the CPU's exp_f32 (~1e-7) and the online-softmax rescaling (a few ulp).
+  // out: sums of <= T probabilities times |v| <= 2. Bugs (mask, row, scale, head offset, tile edge)
+  // give errors of the size of a probability.
+  expect_close(out, 2e-5, 1e-4, "attention out");
   Twin dout = f32(random_vec(b * t * c, 61)), dqkv = f32(random_vec(b * t * 3 * c, 62));  // overwritten
   cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, att.c, b, t, c, nh, drop);
   gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, att.g, b, t, c, nh, drop);
-  // Chains of two GEMMs (<= 13 terms) on the probabilities above and the softmax backward: their
-  // relative error with an absolute floor for the near-cancelling entries.
-  expect_close(dqkv, 5e-5, 1e-4, "attention dqkv");
+  // Chains of two products on the probabilities above and the softmax backward (D = rowsum(dO O) on
+  // the GPU, sum_j P dP on the CPU: equal up to rounding); relative error with an absolute floor for
+  // the near-cancelling entries.
+  expect_close(dqkv, 1e-4, 2e-4, "attention dqkv");
 }
 
-INSTANTIATE_TEST_SUITE_P(Dropout, CudaAttention, ::testing::Values(0.0f, 0.25f));
+INSTANTIATE_TEST_SUITE_P(Dropout, CudaAttention,
+                         ::testing::Combine(::testing::Values(0.0f, 0.25f), ::testing::Values<int64_t>(1, 13, 130),
+                                            ::testing::Values<int64_t>(24, 192, 300)),
+                         [](const ::testing::TestParamInfo<CudaAttention::ParamType>& info) {
+                           return std::string(std::get<0>(info.param) > 0 ? "drop" : "nodrop") + "_T" +
+                                  std::to_string(std::get<1>(info.param)) + "_C" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 TEST_F(CudaVsCpu, ElementwiseOpsAreExact) {
   const int64_t b = 3, t = 7, c = 20, v = 11;
@@ -273,4 +293,127 @@ TEST_F(CudaVsCpu, SumsAreBitwiseEqualToCpu) {
     EXPECT_EQ(gpu_->sum(x.g), cpu_->sum(x.c)) << "n " << n;
     EXPECT_EQ(gpu_->sum_squares(x.g), cpu_->sum_squares(x.c)) << "n " << n;
   }
+}
+
+// ---- bf16 frozen-weight mode (Backend::freeze_weights): CUDA (bf16 copy, cublasGemmEx with bf16
+// inputs, fp32 accumulation on tensor cores) against the CPU oracle (bf16 values in fp32 storage,
+// other operand rounded, fp32 GEMM). Products of two bf16 values are exact in fp32 on both sides, so
+// they differ only in how the same exact products are summed. Bound per element: each side within
+// (k + 2) u_acc (|alpha| sum|a_r b_r| + |beta c|) of the exact sum (a_r, b_r the bf16-rounded
+// operands), so the difference within twice that; u_acc = 2^-23 (twice fp32's unit roundoff) because
+// tensor-core adders may align and truncate instead of rounding to nearest (Fasi et al., "Numerical
+// behavior of NVIDIA tensor cores", 2021). A missing or wrong rounding of an operand gives errors of
+// 2^-9 of sum|a b|, ~100x above these bounds for the sizes below.
+namespace {
+
+std::vector<float> bf16_rounded(std::vector<float> v) {
+  for (auto& x : v) x = bf16_round(x);
+  return v;
+}
+
+}  // namespace
+
+TEST_F(CudaVsCpu, Bf16GemmWithFrozenOperand) {
+  const int64_t m = 37, n = 53, k = 129;
+  for (int frozen_b = 0; frozen_b < 2; ++frozen_b)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+        const std::vector<float> ha = random_vec((ta ? k : m) * lda, 210 + ta), hb = random_vec((tb ? n : k) * ldb, 220 + tb);
+        const std::vector<float> hc = random_vec(m * ldc, 230);
+        const float alpha = 0.75f, beta = -0.5f;
+        Twin a = f32(ha), b = f32(hb), c = f32(hc);
+        Twin& w = frozen_b ? b : a;
+        cpu_->freeze_weights(w.c, WeightPrecision::BF16);
+        gpu_->freeze_weights(w.g, WeightPrecision::BF16);
+        expect_equal(w, "frozen weight rounded in place (round to nearest even on both sides)");
+        cpu_->gemm(ta, tb, m, n, k, alpha, a.c, lda, b.c, ldb, beta, c.c, ldc);
+        gpu_->gemm(ta, tb, m, n, k, alpha, a.g, lda, b.g, ldb, beta, c.g, ldc);
+        std::vector<double> bound = gemm_bound(ta, tb, m, n, k, alpha, bf16_rounded(ha), lda, bf16_rounded(hb), ldb,
+                                               beta, hc, ldc);
+        for (double& x : bound) x *= 2;  // u_acc = 2^-23 (see above)
+        const std::vector<float> rc = host_cpu(c), rg = host_gpu(c);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < ldc; ++j) {
+            const size_t e = (size_t)(i * ldc + j);
+            bad += j >= n ? rg[e] != hc[e] : !(std::fabs((double)rg[e] - rc[e]) <= bound[e]);
+          }
+        EXPECT_EQ(bad, 0) << "frozen " << (frozen_b ? "B" : "A") << " trans_a " << ta << " trans_b " << tb;
+        // A slice of the frozen weight (rows 1.. of B as stored, or of A) takes the bf16 path too.
+        if (frozen_b && !tb && !ta) {
+          Twin c2 = f32(hc);
+          cpu_->gemm(false, false, m, n, k - 1, 1.0f, a.c, lda, b.c.slice(ldb, (k - 1) * ldb), ldb, 0.0f, c2.c, ldc);
+          gpu_->gemm(false, false, m, n, k - 1, 1.0f, a.g, lda, b.g.slice(ldb, (k - 1) * ldb), ldb, 0.0f, c2.g, ldc);
+          // sum|a b| <= k over these [-1, 1) operands: 2 * (k + 1) * 2^-23 * k absolute at most.
+          expect_close(c2, 2.0 * (double)(k + 1) * std::ldexp(1.0, -23) * (double)k, 0, "bf16 gemm on a slice");
+        }
+      }
+}
+
+TEST_F(CudaVsCpu, Bf16LinearForwardWithFrozenWeight) {
+  const int64_t n = 70, in = 96, out = 80, r = 4;
+  const float s = 2.0f;
+  const std::vector<float> hx = random_vec(n * in, 240), hw = random_vec(in * out, 241), hb = random_vec(out, 242),
+                           hu = random_vec(n * r, 243), hbl = random_vec(out * r, 244);
+  Twin x = f32(hx), w = f32(hw), bias = f32(hb), u = f32(hu), bl = f32(hbl), y = zeros(n * out);
+  cpu_->freeze_weights(w.c, WeightPrecision::BF16);
+  gpu_->freeze_weights(w.g, WeightPrecision::BF16);
+  cpu_->linear_forward(y.c, x.c, w.c, bias.c, u.c, bl.c, s, n, in, out, r);
+  gpu_->linear_forward(y.g, x.g, w.g, bias.g, u.g, bl.g, s, n, in, out, r);
+  expect_equal(x, "activation not rounded in place");
+  // y = bias + sum_in bf16(x) bf16(W) + s * sum_r u bl (fp32): per element the bound above over the
+  // in + r + 3 summed terms (the CPU may fuse the three steps into one pass, the GPU runs them in turn).
+  const std::vector<float> xr = bf16_rounded(hx), wr = bf16_rounded(hw), rc = host_cpu(y), rg = host_gpu(y);
+  const double ua = std::ldexp(1.0, -23);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < out; ++j) {
+      double mag = std::fabs(hb[(size_t)j]);
+      for (int64_t l = 0; l < in; ++l) mag += std::fabs((double)xr[(size_t)(i * in + l)] * wr[(size_t)(l * out + j)]);
+      for (int64_t q = 0; q < r; ++q) mag += 2 * std::fabs((double)s * hu[(size_t)(i * r + q)] * hbl[(size_t)(j * r + q)]);
+      const size_t e = (size_t)(i * out + j);
+      bad += !(std::fabs((double)rg[e] - rc[e]) <= 2.0 * (double)(in + r + 3) * ua * mag);
+    }
+  EXPECT_EQ(bad, 0);
+}
+
+// The LM head with a frozen wte (bf16 logits and dh GEMMs). Loss: as CudaLmHead, with the logits'
+// summation term doubled (u_acc): 2e-4 absolute. dh: both sides round their own fp32 dlogits (which
+// agree to ~1e-5 relative) to bf16 before the dh GEMM, so a dlogit lying within 1e-5 of a bf16
+// rounding boundary may round differently: one bf16 ulp (2^-8 relative) of that single term, at most
+// 2^-8 * weight (<= 2) * |wte| (<= 1) = 7.8e-3. That happens to ~1e-5 / 2^-8 = 0.3% of the terms, so
+// every dh element must lie within that one-term allowance and the fp32 bound (1e-4 abs + 1e-4 rel as
+// CudaLmHead), and at most 2% of the elements may need more than the fp32 bound.
+TEST_F(CudaVsCpu, Bf16LmHeadWithFrozenWte) {
+  const int64_t n = 1100, c = 16, v = 300;
+  std::vector<float> wt = random_vec(n, 250, 0.5f, 2.0f);
+  for (int64_t i = 0; i < n; i += 11) wt[(size_t)i] = 0.0f;
+  std::vector<int32_t> tg((size_t)n);
+  for (int64_t i = 0; i < n; ++i) tg[(size_t)i] = (int32_t)((i * 37) % v);
+  auto targets = i32(tg);
+  Twin h = f32(random_vec(n * c, 251, -2, 2)), wte = f32(random_vec(v * c, 252)), weight = f32(wt);
+  Twin loss = f32(random_vec(n, 253)), dh = f32(random_vec(n * c, 254));
+  Twin sc{cpu_->alloc_f32(cpu_->lm_head_ce_scratch(c, v)), gpu_->alloc_f32(gpu_->lm_head_ce_scratch(c, v))};
+  cpu_->freeze_weights(wte.c, WeightPrecision::BF16);
+  gpu_->freeze_weights(wte.g, WeightPrecision::BF16);
+  cpu_->lm_head_ce(loss.c, dh.c, DFloat(), h.c, wte.c, targets.c, weight.c, n, c, v, sc.c);
+  gpu_->lm_head_ce(loss.g, dh.g, DFloat(), h.g, wte.g, targets.g, weight.g, n, c, v, sc.g);
+  expect_close(loss, 2e-4, 1e-5, "bf16 lm_head_ce loss rows");
+  const std::vector<float> a = host_cpu(dh), b = host_gpu(dh);
+  int64_t beyond_fp32 = 0, bad = 0;
+  for (size_t e = 0; e < a.size(); ++e) {
+    const double d = std::fabs((double)b[e] - a[e]), fp32 = 1e-4 + 1e-4 * std::fabs(a[e]);
+    beyond_fp32 += !(d <= fp32);
+    bad += !(d <= fp32 + std::ldexp(2.0, -8));
+  }
+  std::printf("[ compare  ] bf16 lm_head_ce dh: %zu elements, %lld beyond the fp32 bound\n", a.size(),
+              (long long)beyond_fp32);
+  EXPECT_EQ(bad, 0);
+  EXPECT_LE(beyond_fp32, (int64_t)a.size() / 50);
+  // loss only (eval): the same path without the dh GEMM.
+  Twin loss2 = zeros(n);
+  cpu_->lm_head_ce(loss2.c, DFloat(), DFloat(), h.c, wte.c, targets.c, weight.c, n, c, v, sc.c);
+  gpu_->lm_head_ce(loss2.g, DFloat(), DFloat(), h.g, wte.g, targets.g, weight.g, n, c, v, sc.g);
+  expect_close(loss2, 2e-4, 1e-5, "bf16 lm_head_ce loss rows without dh");
 }

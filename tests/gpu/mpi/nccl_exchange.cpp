@@ -26,16 +26,19 @@ TEST_F(NcclExchange, SendReceiveToItself) {
   std::vector<float> h(n);
   for (size_t i = 0; i < n; ++i) h[i] = adapter_value(world_rank(), i);
   float *a = DeviceStore::dalloc(n), *b = DeviceStore::dalloc(n);
-  MIRA_CHECK_CUDA(cudaMemcpy(a, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  MIRA_CHECK_CUDA(cudaMemset(b, 0xff, n * sizeof(float)));
+  // Everything on the exchange's (non-blocking) stream: a cudaMemcpy / cudaMemset on the legacy
+  // default stream is not ordered with it (the memset of b could land after the receive).
+  const cudaStream_t cs = ex.comm_stream();
+  MIRA_CHECK_CUDA(cudaMemcpyAsync(a, h.data(), n * sizeof(float), cudaMemcpyHostToDevice, cs));
+  MIRA_CHECK_CUDA(cudaMemsetAsync(b, 0xff, n * sizeof(float), cs));
   const int me = world_rank();
   MIRA_CHECK_NCCL(ncclGroupStart());
-  MIRA_CHECK_NCCL(ncclSend(a, n, ncclFloat, me, ex.nccl_comm(), ex.comm_stream()));
-  MIRA_CHECK_NCCL(ncclRecv(b, n, ncclFloat, me, ex.nccl_comm(), ex.comm_stream()));
+  MIRA_CHECK_NCCL(ncclSend(a, n, ncclFloat, me, ex.nccl_comm(), cs));
+  MIRA_CHECK_NCCL(ncclRecv(b, n, ncclFloat, me, ex.nccl_comm(), cs));
   MIRA_CHECK_NCCL(ncclGroupEnd());
-  MIRA_CHECK_CUDA(cudaStreamSynchronize(ex.comm_stream()));
   std::vector<float> got(n);
-  MIRA_CHECK_CUDA(cudaMemcpy(got.data(), b, n * sizeof(float), cudaMemcpyDeviceToHost));
+  MIRA_CHECK_CUDA(cudaMemcpyAsync(got.data(), b, n * sizeof(float), cudaMemcpyDeviceToHost, cs));
+  MIRA_CHECK_CUDA(cudaStreamSynchronize(cs));
   EXPECT_EQ(std::memcmp(got.data(), h.data(), n * sizeof(float)), 0) << "self send/receive changed bits";
   cudaFree(a);
   cudaFree(b);

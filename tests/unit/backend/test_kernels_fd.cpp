@@ -72,6 +72,58 @@ TEST(KernelFd, LayerNorm) {
   expect_grad(b, db, f, "db");
 }
 
+// The AVX-512 GELU loops against the portable ones, bit for bit, over every float regime of tanh_f32
+// (the |x| < 0.25 polynomial, the exp branch, saturation above 9.02, signed zeros, the vector tail).
+TEST(Kernels, GeluAvx512MatchesPortableBitwise) {
+  if (!cpu_gelu_avx512_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the portable loops are the only path";
+  std::vector<float> x;
+  for (float v = -30.0f; v <= 30.0f; v += 0.0013f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 0.25f, -0.25f, 9.02f, -9.02f, 10.0f, 1e-30f, -1e-30f, 3.4e38f, -3.4e38f}) x.push_back(v);
+  x.push_back(0.7f);  // an odd count: the masked tail
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> dy(x.size());
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = std::sin(0.1f * i);
+  std::vector<float> y0(x.size()), y1(x.size()), d0(x.size()), d1(x.size());
+  cpu_gelu_forward_portable<float>(y0.data(), x.data(), n);
+  cpu_gelu_forward<float>(y1.data(), x.data(), n);
+  cpu_gelu_backward_portable<float>(d0.data(), dy.data(), x.data(), n);
+  cpu_gelu_backward<float>(d1.data(), dy.data(), x.data(), n);
+  int64_t diff_y = 0, diff_d = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff_y += std::memcmp(&y0[i], &y1[i], 4) != 0;
+    diff_d += std::memcmp(&d0[i], &d1[i], 4) != 0;
+  }
+  EXPECT_EQ(diff_y, 0) << "forward elements differing in some bit, of " << n;
+  EXPECT_EQ(diff_d, 0) << "backward elements differing in some bit, of " << n;
+  std::vector<float> in_place = dy;  // dx aliasing dy
+  cpu_gelu_backward<float>(in_place.data(), in_place.data(), x.data(), n);
+  EXPECT_EQ(std::memcmp(in_place.data(), d0.data(), d0.size() * 4), 0);
+}
+
+// The residual variant is the same float operations as an add followed by the LayerNorm, also when
+// the sum overwrites one of its inputs (as the model does not, but the interface allows).
+TEST(Kernels, ResidualLayerNormEqualsAddThenLayerNorm) {
+  const int64_t n = 5, c = 83;  // c not a multiple of the 16-lane row sums
+  std::vector<float> a(n * c), r(n * c), w(c), b(c);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(0.37f * i) * 3.0f, r[i] = std::cos(0.11f * i);
+  for (int64_t j = 0; j < c; ++j) w[j] = 1.0f + 0.01f * j, b[j] = 0.5f - 0.02f * j;
+  std::vector<float> sum0(n * c), y0(n * c), m0(n), s0(n);
+  for (size_t i = 0; i < a.size(); ++i) sum0[i] = a[i] + r[i];
+  cpu_layernorm_forward<float>(y0.data(), m0.data(), s0.data(), sum0.data(), w.data(), b.data(), n, c, 1e-5);
+  std::vector<float> sum1(n * c), y1(n * c), m1(n), s1(n);
+  cpu_residual_layernorm_forward<float>(sum1.data(), y1.data(), m1.data(), s1.data(), a.data(), r.data(), w.data(),
+                                        b.data(), n, c, 1e-5);
+  EXPECT_EQ(std::memcmp(sum0.data(), sum1.data(), sum0.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(y0.data(), y1.data(), y0.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(m0.data(), m1.data(), m0.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(s0.data(), s1.data(), s0.size() * 4), 0);
+  std::vector<float> in_place = a, y2(n * c), m2(n), s2(n);  // sum aliases a
+  cpu_residual_layernorm_forward<float>(in_place.data(), y2.data(), m2.data(), s2.data(), in_place.data(), r.data(),
+                                        w.data(), b.data(), n, c, 1e-5);
+  EXPECT_EQ(std::memcmp(in_place.data(), sum0.data(), sum0.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(y2.data(), y0.data(), y0.size() * 4), 0);
+}
+
 TEST(KernelFd, Gelu) {
   const int64_t n = 11;
   auto x = randn(n, 5, 2.0), R = randn(n, 6);

@@ -1,0 +1,31 @@
+// bfloat16 rounding on the host, for the bf16 frozen-weight mode (Backend::freeze_weights): the CPU
+// backend keeps bf16 values in fp32 storage, so a bf16 x bf16 product is exact in fp32 and its GEMM
+// differs from a tensor-core bf16 GEMM with fp32 accumulation only in the fp32 summation order.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace mira {
+
+// x rounded to the nearest bfloat16 (ties to even), returned as a float: the upper 16 bits of the
+// float kept. Overflow goes to +-inf as in __float2bfloat16_rn; a NaN stays a (quiet) NaN.
+inline float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0)
+    u |= 0x00400000u;  // NaN: set the quiet bit so that truncation cannot turn it into an infinity
+  else
+    u += 0x7FFFu + ((u >> 16) & 1u);  // round to nearest, ties to even
+  u &= 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+// dst[i] = bf16_round(src[i]) for n elements (dst may equal src); OpenMP over fixed blocks.
+void cpu_round_bf16(float* dst, const float* src, int64_t n);
+
+// A rows x cols block with leading dimension ld_src, rounded into dst (dense, leading dimension cols).
+void cpu_round_bf16_2d(float* dst, const float* src, int64_t rows, int64_t cols, int64_t ld_src);
+
+}  // namespace mira
