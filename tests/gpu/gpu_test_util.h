@@ -19,7 +19,9 @@ namespace mira_gpu_test {
 
 // "" when a CUDA device is usable, else why not (the build has no CUDA backend, no driver, ...).
 inline std::string cuda_unavailable_reason() {
-#ifndef MIRA_HAVE_CUDA
+#if defined(MIRA_CUDA_EMU)  // tests/emu: the CUDA backend on the CPU emulator is always "the device"
+  return std::string();
+#elif !defined(MIRA_HAVE_CUDA)
   return "this build has no CUDA backend (configure with -DMIRA_CUDA=ON on a machine with nvcc)";
 #else
   const mira::DeviceReport r = mira::devices_query();
@@ -35,7 +37,9 @@ inline std::string cuda_unavailable_reason() {
 
 // The CUDA backend on the device this (single) process would choose; only after MIRA_REQUIRE_CUDA.
 inline std::unique_ptr<mira::Backend> make_cuda_backend() {
-#ifdef MIRA_HAVE_CUDA
+#if defined(MIRA_CUDA_EMU)  // tests/emu: backend_cuda.cpp linked against the emulator's CUDA shims
+  return mira::backend_create_cuda(0);
+#elif defined(MIRA_HAVE_CUDA)
   const mira::DeviceReport r = mira::devices_query();
   const mira::CudaDeviceChoice ch = mira::cuda_select_device((int)r.devices.size(), 0, 1);
   return mira::backend_create_cuda(ch.device);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "backend/backend_check.h"
 #include "gpu_test_util.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/lm_head_ce.h"
@@ -118,6 +119,32 @@ TEST_F(CudaVsCpu, LayerNormForwardBackward) {
   cpu_->layernorm_backward(dx2.c, DFloat(), DFloat(), dy.c, x.c, w.c, mean.c, rstd.c, n, c);
   gpu_->layernorm_backward(dx2.g, DFloat(), DFloat(), dy.g, x.g, w.g, mean.g, rstd.g, n, c);
   expect_close(dx2, 3e-5, 3e-5, "layernorm dx without parameter gradients");
+}
+
+TEST_F(CudaVsCpu, ResidualLayerNormForward) {
+  // The residual add fused into the LayerNorm; sum aliasing its first input, as the interface allows.
+  const int64_t n = 300, c = 72;
+  Twin a = f32(random_vec(n * c, 47, -2, 3)), r = f32(random_vec(n * c, 48)), w = f32(random_vec(c, 41)),
+       b = f32(random_vec(c, 42));
+  Twin y = zeros(n * c), mean = zeros(n), rstd = zeros(n);
+  cpu_->residual_layernorm_forward(a.c, y.c, mean.c, rstd.c, a.c, r.c, w.c, b.c, n, c, 1e-5);
+  gpu_->residual_layernorm_forward(a.g, y.g, mean.g, rstd.g, a.g, r.g, w.g, b.g, n, c, 1e-5);
+  expect_equal(a, "residual sum");  // one round-to-nearest add per element on both sides
+  // The LayerNorm of the same sums: the tolerances of LayerNormForwardBackward, for the same reasons.
+  expect_close(mean, 1e-6, 1e-5, "residual layernorm mean");
+  expect_close(rstd, 0, 1e-5, "residual layernorm rstd");
+  expect_close(y, 3e-5, 3e-5, "residual layernorm y");
+}
+
+// The start-up check the app runs before it takes a GPU (backend/backend_check.h), at the GPT-2
+// 124M shape: it must pass on a correct backend (a failure here means `run.backend = auto` would
+// fall back to the CPU on this device).
+TEST_F(CudaVsCpu, StartupCheckPassesAtGpt2Shape) {
+  mira::BackendCheckShape shape;
+  shape.c = 768, shape.nh = 12, shape.vocab = 50257;
+  const mira::BackendCheckReport rep = mira::backend_check(*gpu_, *cpu_, shape);
+  for (const auto& o : rep.ops) std::printf("[ check    ] %-36s relative error %.3g\n", o.op.c_str(), o.rel_error);
+  EXPECT_TRUE(rep.ok()) << rep.failures();
 }
 
 TEST_F(CudaVsCpu, GeluForwardBackward) {

@@ -1,0 +1,264 @@
+// The CUDA backend on a CPU emulator (docs/cuda.md): this header is force-included (-include) into
+// every translation unit of the emulated build - the kernels of kernels/cuda after translate.cmake,
+// src/backend/backend_cuda.cpp and the GPU tests - before anything else.
+//  - The real CUDA headers give the types (cudaStream_t, dim3, __nv_bfloat16 with its host
+//    conversions, cublasHandle_t, the enums); nothing of the CUDA runtime or cuBLAS is linked.
+//  - Every runtime / cuBLAS function the sources call is renamed (#define cudaMalloc
+//    mira_emu_cudaMalloc, ...) to the host shims of emu_runtime.cpp, so the emulated objects can be
+//    linked next to the real libcudart_static without clashing, and a call missing from the list
+//    below fails to link in a CUDA-off build instead of reaching a real driver.
+//  - Device code: threadIdx / blockIdx / blockDim / gridDim, __syncthreads, the warp shuffles and the
+//    intrinsics the kernels use, as plain IEEE host operations (compiled with -ffp-contract=off).
+// Execution model (emu_runtime.cpp): a launch runs its blocks one after the other; the threads of a
+// block are fibers on one OS thread that switch only at __syncthreads and warp shuffles.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace emu {
+
+// ---- the running CUDA thread --------------------------------------------------------------------
+extern const uint3* g_thread_idx;  // the current fiber's threadIdx
+extern uint3 g_block_idx;
+extern dim3 g_block_dim, g_grid_dim;
+
+void syncthreads();
+// A warp shuffle: the calling lane contributes one 8-byte value and gets lane src's value
+// (src = lane ^ arg for kXor, arg for kIdx); all 32 lanes of the warp must call it with a full mask.
+enum ShuffleKind { kXor, kIdx };
+uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, const char* what);
+// Storage of the block's dynamic shared memory (the launch's smem bytes), NaN-filled per block.
+void* dynamic_shared_raw();
+template <typename T>
+T* dynamic_shared() { return static_cast<T*>(dynamic_shared_raw()); }
+// A static __shared__ variable: one NaN-filled instance per block, identified by key.
+void* static_shared(const void* key, size_t bytes);
+[[noreturn]] void device_trap(const char* what);
+
+// ---- launches: kernel % LaunchConfig(...) << launch_args(...) (see translate.cmake) --------------
+struct LaunchConfig {
+  const char* file;
+  int line;
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+  LaunchConfig(const char* f, int l, dim3 g, dim3 b, size_t s = 0, cudaStream_t st = nullptr)
+      : file(f), line(l), grid(g), block(b), smem(s), stream(st) {}
+};
+template <typename... P>
+struct PendingLaunch {
+  void (*kernel)(P...);
+  LaunchConfig cfg;
+};
+template <typename... P>
+PendingLaunch<P...> operator%(void (*kernel)(P...), const LaunchConfig& cfg) {
+  return PendingLaunch<P...>{kernel, cfg};
+}
+template <typename... A>
+std::tuple<std::decay_t<A>...> launch_args(A&&... a) {
+  return std::tuple<std::decay_t<A>...>(std::forward<A>(a)...);
+}
+// Runs body(ctx) once per thread of every block; launch errors become the sticky last error.
+void run_grid(const void* kernel, const LaunchConfig& cfg, void (*body)(void*), void* ctx);
+template <typename... P, typename... A>
+void operator<<(const PendingLaunch<P...>& l, std::tuple<A...> args) {
+  static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+  struct Ctx {
+    void (*kernel)(P...);
+    std::tuple<A...>* args;
+  } ctx{l.kernel, &args};
+  // Each thread gets its own copies of the parameters (kernels may modify them).
+  run_grid(reinterpret_cast<const void*>(l.kernel), l.cfg,
+           [](void* p) {
+             Ctx* c = static_cast<Ctx*>(p);
+             std::apply(c->kernel, *c->args);
+           },
+           &ctx);
+}
+
+// Sticky-error helpers for the shims.
+bool is_device_range(const void* p, size_t bytes);
+void record_error(cudaError_t e, const char* what);
+
+}  // namespace emu
+
+// ---- device built-ins -----------------------------------------------------------------------------
+#define threadIdx (*::emu::g_thread_idx)
+#define blockIdx (static_cast<const uint3&>(::emu::g_block_idx))
+#define blockDim (static_cast<const dim3&>(::emu::g_block_dim))
+#define gridDim (static_cast<const dim3&>(::emu::g_grid_dim))
+#define warpSize 32
+#define __syncthreads() ::emu::syncthreads()
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+// One instance per block of `T name dims` (dims: "" or "[N]..."), NaN-filled at block start.
+#define EMU_STATIC_SHARED(T, name, dims)                 \
+  static const char emu_shared_key_##name = 0;            \
+  using emu_shared_type_##name = T dims;                  \
+  emu_shared_type_##name& name = *static_cast<emu_shared_type_##name*>( \
+      ::emu::static_shared(&emu_shared_key_##name, sizeof(emu_shared_type_##name)))
+
+template <typename T>
+inline T emu_shuffle(unsigned mask, T v, ::emu::ShuffleKind kind, int arg, int width, const char* what) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of an unsupported type");
+  if (width != 32) ::emu::device_trap("warp shuffle with width != 32 (not emulated)");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  bits = ::emu::warp_shuffle(mask, bits, kind, arg, what);
+  T r;
+  std::memcpy(&r, &bits, sizeof(T));
+  return r;
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return emu_shuffle(mask, v, ::emu::kXor, lane_mask, width, "__shfl_xor_sync");
+}
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  return emu_shuffle(mask, v, ::emu::kIdx, src_lane, width, "__shfl_sync");
+}
+
+// Arithmetic intrinsics: round-to-nearest IEEE operations (this code is compiled with
+// -ffp-contract=off, so nothing is fused). Precision differences of the device's transcendental
+// functions (expf, logf: 1-2 ulp on the GPU) are NOT emulated: the host libm is used.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __frcp_rn(float a) { return 1.0f / a; }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
+inline float __int_as_float(int i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+inline int __float_as_int(float f) {
+  int i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// CUDA's integer/float min and max overloads (device code calls them unqualified).
+template <typename A, typename B>
+inline std::common_type_t<A, B> min(A a, B b) {
+  return b < a ? (std::common_type_t<A, B>)b : (std::common_type_t<A, B>)a;
+}
+template <typename A, typename B>
+inline std::common_type_t<A, B> max(A a, B b) {
+  return a < b ? (std::common_type_t<A, B>)b : (std::common_type_t<A, B>)a;
+}
+
+// ---- the CUDA runtime and cuBLAS, renamed to the host shims (emu_runtime.cpp) ---------------------
+#undef cudaMalloc
+#define cudaMalloc mira_emu_cudaMalloc
+#undef cudaFree
+#define cudaFree mira_emu_cudaFree
+#undef cudaMemsetAsync
+#define cudaMemsetAsync mira_emu_cudaMemsetAsync
+#undef cudaMemset
+#define cudaMemset mira_emu_cudaMemset
+#undef cudaMemcpyAsync
+#define cudaMemcpyAsync mira_emu_cudaMemcpyAsync
+#undef cudaMemcpy
+#define cudaMemcpy mira_emu_cudaMemcpy
+#undef cudaStreamCreateWithFlags
+#define cudaStreamCreateWithFlags mira_emu_cudaStreamCreateWithFlags
+#undef cudaStreamCreate
+#define cudaStreamCreate mira_emu_cudaStreamCreate
+#undef cudaStreamDestroy
+#define cudaStreamDestroy mira_emu_cudaStreamDestroy
+#undef cudaStreamSynchronize
+#define cudaStreamSynchronize mira_emu_cudaStreamSynchronize
+#undef cudaDeviceSynchronize
+#define cudaDeviceSynchronize mira_emu_cudaDeviceSynchronize
+#undef cudaSetDevice
+#define cudaSetDevice mira_emu_cudaSetDevice
+#undef cudaGetDevice
+#define cudaGetDevice mira_emu_cudaGetDevice
+#undef cudaGetLastError
+#define cudaGetLastError mira_emu_cudaGetLastError
+#undef cudaPeekAtLastError
+#define cudaPeekAtLastError mira_emu_cudaPeekAtLastError
+#undef cudaGetErrorName
+#define cudaGetErrorName mira_emu_cudaGetErrorName
+#undef cudaGetErrorString
+#define cudaGetErrorString mira_emu_cudaGetErrorString
+#undef cudaFuncSetAttribute
+#define cudaFuncSetAttribute mira_emu_cudaFuncSetAttribute
+#undef cublasCreate
+#define cublasCreate mira_emu_cublasCreate
+#undef cublasDestroy
+#define cublasDestroy mira_emu_cublasDestroy
+#undef cublasSetStream
+#define cublasSetStream mira_emu_cublasSetStream
+#undef cublasSetMathMode
+#define cublasSetMathMode mira_emu_cublasSetMathMode
+#undef cublasSgemm
+#define cublasSgemm mira_emu_cublasSgemm
+#undef cublasSgemmStridedBatched
+#define cublasSgemmStridedBatched mira_emu_cublasSgemmStridedBatched
+#undef cublasGemmEx
+#define cublasGemmEx mira_emu_cublasGemmEx
+#undef cublasGetStatusString
+#define cublasGetStatusString mira_emu_cublasGetStatusString
+
+cudaError_t mira_emu_cudaMalloc(void** p, size_t bytes);
+cudaError_t mira_emu_cudaFree(void* p);
+cudaError_t mira_emu_cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s = nullptr);
+cudaError_t mira_emu_cudaMemset(void* p, int value, size_t bytes);
+cudaError_t mira_emu_cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                                     cudaStream_t s = nullptr);
+cudaError_t mira_emu_cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t mira_emu_cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t mira_emu_cudaStreamCreate(cudaStream_t* s);
+cudaError_t mira_emu_cudaStreamDestroy(cudaStream_t s);
+cudaError_t mira_emu_cudaStreamSynchronize(cudaStream_t s);
+cudaError_t mira_emu_cudaDeviceSynchronize();
+cudaError_t mira_emu_cudaSetDevice(int device);
+cudaError_t mira_emu_cudaGetDevice(int* device);
+cudaError_t mira_emu_cudaGetLastError();
+cudaError_t mira_emu_cudaPeekAtLastError();
+const char* mira_emu_cudaGetErrorName(cudaError_t e);
+const char* mira_emu_cudaGetErrorString(cudaError_t e);
+cudaError_t mira_emu_cudaFuncSetAttributeRaw(const void* kernel, cudaFuncAttribute attr, int value);
+template <typename T>
+cudaError_t mira_emu_cudaFuncSetAttribute(T* kernel, cudaFuncAttribute attr, int value) {
+  return mira_emu_cudaFuncSetAttributeRaw(reinterpret_cast<const void*>(kernel), attr, value);
+}
+template <typename T>
+cudaError_t mira_emu_cudaMalloc(T** p, size_t bytes) {
+  return mira_emu_cudaMalloc(reinterpret_cast<void**>(p), bytes);
+}
+
+cublasStatus_t mira_emu_cublasCreate(cublasHandle_t* h);
+cublasStatus_t mira_emu_cublasDestroy(cublasHandle_t h);
+cublasStatus_t mira_emu_cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t mira_emu_cublasSetMathMode(cublasHandle_t h, cublasMath_t mode);
+cublasStatus_t mira_emu_cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                    const float* alpha, const float* a, int lda, const float* b, int ldb,
+                                    const float* beta, float* c, int ldc);
+cublasStatus_t mira_emu_cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                                                  int n, int k, const float* alpha, const float* a, int lda,
+                                                  long long stride_a, const float* b, int ldb, long long stride_b,
+                                                  const float* beta, float* c, int ldc, long long stride_c, int count);
+cublasStatus_t mira_emu_cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                     const void* alpha, const void* a, cudaDataType a_type, int lda, const void* b,
+                                     cudaDataType b_type, int ldb, const void* beta, void* c, cudaDataType c_type,
+                                     int ldc, cublasComputeType_t compute, cublasGemmAlgo_t algo);
+const char* mira_emu_cublasGetStatusString(cublasStatus_t s);
