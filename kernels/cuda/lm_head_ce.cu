@@ -21,12 +21,20 @@ __global__ void k_scatter_rows(float* dh, const float* dhs, const int32_t* rows,
     dh[(int64_t)rows[e / c] * c + e % c] = dhs[e];
 }
 
-// Chunk row i (global row rows[i]): loss and, when grad, dlogits in place.
-__global__ void k_ce_rows(float* logits, float* loss_rows, const int32_t* rows, const int32_t* targets,
-                          const float* weight, int64_t v, bool grad) {
+// Hidden rows gathered straight into bf16 (the bf16 mode's logits GEMM operand).
+__global__ void k_gather_rows_bf16(__nv_bfloat16* hs, const float* hid, const int32_t* rows, int64_t m, int64_t c) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m * c; e += (int64_t)gridDim.x * blockDim.x)
+    hs[e] = __float2bfloat16_rn(hid[(int64_t)rows[e / c] * c + e % c]);
+}
+
+// Chunk row i (global row rows[i]; logits rows have stride ld >= v): the loss and, when grad, the
+// dlogits weight * (softmax - onehot): in place in fp32 when dl16 is null, else rounded to bf16 into
+// dl16 (stride ld; the bf16 mode's dh GEMM operand, computed with the same fp32 operations).
+__global__ void k_ce_rows(float* logits, __nv_bfloat16* dl16, float* loss_rows, const int32_t* rows,
+                          const int32_t* targets, const float* weight, int64_t v, int64_t ld, bool grad) {
   const int64_t i = blockIdx.x;
   const int64_t row = rows[i];
-  float* l = logits + i * v;
+  float* l = logits + i * ld;
   const int32_t tgt = targets[row];
   const float lt = l[tgt];  // read before any thread overwrites the row (block_max synchronises)
   float mx = -INFINITY;
@@ -43,45 +51,18 @@ __global__ void k_ce_rows(float* logits, float* loss_rows, const int32_t* rows, 
   if (!grad) return;
   const float w = weight[row];
   const float ws = w / sum;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) l[j] *= ws;
+  if (dl16) {  // the same for every thread of the block: no divergent barrier below
+    __nv_bfloat16* d = dl16 + i * ld;
+    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
+      float g = __fmul_rn(l[j], ws);  // the fp32 path's l[j] *= ws, then l[tgt] -= w (no FMA contraction)
+      if (j == tgt) g = __fsub_rn(g, w);
+      d[j] = __float2bfloat16_rn(g);
+    }
+    return;
+  }
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) l[j] = __fmul_rn(l[j], ws);
   __syncthreads();  // the thread owning l[tgt] has scaled it
-  if (threadIdx.x == 0) l[tgt] -= w;
-}
-
-// The bf16 mode's variants: hidden rows gathered straight into bf16; the row kernel writes the
-// dlogits rounded to bf16 (the dh GEMM's operand), computed with the same fp32 operations as k_ce_rows.
-__global__ void k_gather_rows_bf16(__nv_bfloat16* hs, const float* hid, const int32_t* rows, int64_t m, int64_t c) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m * c; e += (int64_t)gridDim.x * blockDim.x)
-    hs[e] = __float2bfloat16_rn(hid[(int64_t)rows[e / c] * c + e % c]);
-}
-
-__global__ void k_ce_rows_bf16(float* logits, __nv_bfloat16* dl16, float* loss_rows, const int32_t* rows,
-                               const int32_t* targets, const float* weight, int64_t v, bool grad) {
-  const int64_t i = blockIdx.x;
-  const int64_t row = rows[i];
-  float* l = logits + i * v;
-  const int32_t tgt = targets[row];
-  const float lt = l[tgt];
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, l[j]);
-  mx = block_max(mx);
-  float sum = 0.0f;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    const float e = expf(l[j] - mx);
-    l[j] = e;
-    sum += e;
-  }
-  sum = block_sum(sum);
-  if (threadIdx.x == 0) loss_rows[row] = mx + logf(sum) - lt;
-  if (!grad) return;
-  const float w = weight[row];
-  const float ws = w / sum;
-  __nv_bfloat16* d = dl16 + i * v;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    float g = __fmul_rn(l[j], ws);  // as k_ce_rows: l[j] *= ws, then l[tgt] -= w (no FMA contraction)
-    if (j == tgt) g = __fsub_rn(g, w);
-    d[j] = __float2bfloat16_rn(g);  // only the bf16 dlogits are used (no dwte in this mode)
-  }
+  if (threadIdx.x == 0) l[tgt] = __fsub_rn(l[tgt], w);
 }
 
 constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
@@ -99,20 +80,21 @@ CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, f
     st.step = "zero dh";
     if ((st.cuda = cudaMemsetAsync(dh, 0, sizeof(float) * (size_t)(n * c), s)) != cudaSuccess) return st;
   }
-  float* logits = scratch;              // (CUDA_CE_CHUNK, V)
-  float* hs = scratch + CUDA_CE_CHUNK * v;  // (CUDA_CE_CHUNK, C) gathered hidden rows
+  const int64_t ld = cuda_lm_head_ce_ld(v);
+  float* logits = scratch;                   // (CUDA_CE_CHUNK, V) with row stride ld
+  float* hs = scratch + CUDA_CE_CHUNK * ld;  // (CUDA_CE_CHUNK, C) gathered hidden rows
   float* dhs = hs + CUDA_CE_CHUNK * c;      // (CUDA_CE_CHUNK, C)
   const bool grad = dh != nullptr || dwte != nullptr;
   for (int64_t r0 = 0; r0 < n_active; r0 += CUDA_CE_CHUNK) {
     const int64_t m = std::min<int64_t>(CUDA_CE_CHUNK, n_active - r0);
     k_gather_rows<<<capped(m * c), BLOCK, 0, s>>>(hs, hid, rows + r0, m, c);
     if (!(st = cuda_status_launch("lm_head_ce gather kernel")).ok()) return st;
-    if (!(st = cuda_gemm(h, false, true, m, v, c, 1.0f, hs, c, wte, c, 0.0f, logits, v)).ok()) return st;
-    k_ce_rows<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, loss_rows, rows + r0, targets, weight, v, grad);
+    if (!(st = cuda_gemm(h, false, true, m, v, c, 1.0f, hs, c, wte, c, 0.0f, logits, ld)).ok()) return st;
+    k_ce_rows<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, nullptr, loss_rows, rows + r0, targets, weight, v, ld, grad);
     if (!(st = cuda_status_launch("lm_head_ce row kernel")).ok()) return st;
-    if (dwte && !(st = cuda_gemm(h, true, false, v, c, m, 1.0f, logits, v, hs, c, 1.0f, dwte, c)).ok()) return st;
+    if (dwte && !(st = cuda_gemm(h, true, false, v, c, m, 1.0f, logits, ld, hs, c, 1.0f, dwte, c)).ok()) return st;
     if (dh) {
-      if (!(st = cuda_gemm(h, false, false, m, c, v, 1.0f, logits, v, wte, c, 0.0f, dhs, c)).ok()) return st;
+      if (!(st = cuda_gemm(h, false, false, m, c, v, 1.0f, logits, ld, wte, c, 0.0f, dhs, c)).ok()) return st;
       k_scatter_rows<<<capped(m * c), BLOCK, 0, s>>>(dh, dhs, rows + r0, m, c);
       if (!(st = cuda_status_launch("lm_head_ce scatter kernel")).ok()) return st;
     }
@@ -131,20 +113,22 @@ CudaStatus cuda_lm_head_ce_bf16(cublasHandle_t h16, cudaStream_t s, float* loss_
     st.step = "zero dh";
     if ((st.cuda = cudaMemsetAsync(dh, 0, sizeof(float) * (size_t)(n * c), s)) != cudaSuccess) return st;
   }
-  float* logits = scratch;                        // (CUDA_CE_CHUNK, V) fp32
-  float* dhs = scratch + CUDA_CE_CHUNK * (v + c);  // (CUDA_CE_CHUNK, C) fp32, as cuda_lm_head_ce
-  __nv_bfloat16* hs16 = ws16;                     // (CUDA_CE_CHUNK, C) bf16 hidden rows
-  __nv_bfloat16* dl16 = ws16 + CUDA_CE_CHUNK * c;  // (CUDA_CE_CHUNK, V) bf16 dlogits
+  const int64_t ld = cuda_lm_head_ce_ld(v);
+  float* logits = scratch;                         // (CUDA_CE_CHUNK, V) fp32, row stride ld
+  float* dhs = scratch + CUDA_CE_CHUNK * (ld + c);  // (CUDA_CE_CHUNK, C) fp32, as cuda_lm_head_ce
+  __nv_bfloat16* hs16 = ws16;                      // (CUDA_CE_CHUNK, C) bf16 hidden rows
+  __nv_bfloat16* dl16 = ws16 + CUDA_CE_CHUNK * c;   // (CUDA_CE_CHUNK, V) bf16 dlogits, row stride ld
   const bool grad = dh != nullptr;
   for (int64_t r0 = 0; r0 < n_active; r0 += CUDA_CE_CHUNK) {
     const int64_t m = std::min<int64_t>(CUDA_CE_CHUNK, n_active - r0);
     k_gather_rows_bf16<<<capped(m * c), BLOCK, 0, s>>>(hs16, hid, rows + r0, m, c);
     if (!(st = cuda_status_launch("lm_head_ce bf16 gather kernel")).ok()) return st;
-    if (!(st = cuda_gemm_bf16(h16, false, true, m, v, c, 1.0f, hs16, c, wte16, c, 0.0f, logits, v)).ok()) return st;
-    k_ce_rows_bf16<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, dl16, loss_rows, rows + r0, targets, weight, v, grad);
+    if (!(st = cuda_gemm_bf16(h16, false, true, m, v, c, 1.0f, hs16, c, wte16, c, 0.0f, logits, ld)).ok()) return st;
+    k_ce_rows<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, grad ? dl16 : nullptr, loss_rows, rows + r0, targets, weight,
+                                                 v, ld, grad);
     if (!(st = cuda_status_launch("lm_head_ce bf16 row kernel")).ok()) return st;
     if (dh) {
-      if (!(st = cuda_gemm_bf16(h16, false, false, m, c, v, 1.0f, dl16, v, wte16, c, 0.0f, dhs, c)).ok()) return st;
+      if (!(st = cuda_gemm_bf16(h16, false, false, m, c, v, 1.0f, dl16, ld, wte16, c, 0.0f, dhs, c)).ok()) return st;
       k_scatter_rows<<<capped(m * c), BLOCK, 0, s>>>(dh, dhs, rows + r0, m, c);
       if (!(st = cuda_status_launch("lm_head_ce scatter kernel")).ok()) return st;
     }

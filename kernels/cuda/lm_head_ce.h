@@ -18,8 +18,12 @@ namespace mira {
 // each logits GEMM (1024 x 50257 x 768, 79 GFLOP) is large enough to fill an H100; the CPU uses 256.
 constexpr int64_t CUDA_CE_CHUNK = 1024;
 
+// Row stride of the chunk's logits and dlogits: the vocabulary padded to a multiple of 128, so every
+// row starts 512-byte aligned for the GEMMs (50257 -> 50304 for GPT-2); the pad is never read.
+inline int64_t cuda_lm_head_ce_ld(int64_t v) { return (v + 127) / 128 * 128; }
+
 // Scratch floats cuda_lm_head_ce needs for hidden size c and vocabulary v.
-inline int64_t cuda_lm_head_ce_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (v + 2 * c); }
+inline int64_t cuda_lm_head_ce_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (cuda_lm_head_ce_ld(v) + 2 * c); }
 
 // rows (device, n_active): indices of the rows with weight != 0, ascending (the backend builds them
 // from the weights). loss_rows (N) and dh (N, C) (if non-null) are overwritten (0 on skipped rows);
@@ -29,7 +33,7 @@ CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, f
                            int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch);
 
 // bf16 elements of the bf16 scratch cuda_lm_head_ce_bf16 needs: the chunk's hidden rows and dlogits.
-inline int64_t cuda_lm_head_ce_bf16_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (c + v); }
+inline int64_t cuda_lm_head_ce_bf16_scratch(int64_t c, int64_t v) { return CUDA_CE_CHUNK * (c + cuda_lm_head_ce_ld(v)); }
 
 // The bf16 frozen-weight mode (Backend::freeze_weights, wte frozen): as cuda_lm_head_ce without dwte,
 // but the logits GEMM is bf16(hidden rows) x wte16^T and the dh GEMM bf16(dlogits) x wte16 on the
