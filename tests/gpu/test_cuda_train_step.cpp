@@ -6,25 +6,11 @@
 
 #include "gpu_test_util.h"
 #include "model/gpt2_model.h"
+#include "tests/support/random_batch.h"
 
 using namespace mira;
 
 namespace {
-
-struct SynthBatch {  // deterministic tokens for a vocabulary of v, loss on the last two thirds
-  std::vector<int32_t> in, tgt;
-  std::vector<float> mask;
-  BatchView b;
-  SynthBatch(int64_t B, int64_t T, int64_t v) {
-    Rng r(7, RngPurpose::DATA_SYNTH, 31);
-    for (int64_t i = 0; i < B * T; ++i) {
-      in.push_back((int32_t)r.below((uint64_t)v));
-      tgt.push_back((int32_t)r.below((uint64_t)v));
-      mask.push_back(i % T >= T / 3 ? 1.0f : 0.0f);
-    }
-    b.B = B, b.T = T, b.inputs = in.data(), b.targets = tgt.data(), b.loss_mask = mask.data();
-  }
-};
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
   double num = 0, den = 0;
@@ -54,7 +40,7 @@ StepRun run_on(Backend& be, WeightPrecision precision = WeightPrecision::FP32) {
   m.initial_adapter(a.data());
   for (size_t i = 0; i < a.size(); ++i) a[i] += 0.01f * (float)((i * 7919) % 13) - 0.06f;  // non-zero B
   m.set_adapter(a.data());
-  SynthBatch sb(3, 40, 259);  // 120 tokens: 80 counted
+  mira_test::RandomBatch sb(3, 40, 259, 31);  // 120 tokens: 80 counted
   StepRun r;
   r.losses.push_back(m.compute_gradient(sb.b, StepContext{2, 0}, true));
   r.grad.resize(a.size());

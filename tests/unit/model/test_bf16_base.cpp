@@ -10,25 +10,11 @@
 #include "model_test_util.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
+#include "tests/support/random_batch.h"
 
 using namespace mira;
 
 namespace {
-
-struct SynthBatch {  // deterministic tokens for a vocabulary of v, loss on the last two thirds
-  std::vector<int32_t> in, tgt;
-  std::vector<float> mask;
-  BatchView b;
-  SynthBatch(int64_t B, int64_t T, int64_t v) {
-    Rng r(7, RngPurpose::DATA_SYNTH, 41);
-    for (int64_t i = 0; i < B * T; ++i) {
-      in.push_back((int32_t)r.below((uint64_t)v));
-      tgt.push_back((int32_t)r.below((uint64_t)v));
-      mask.push_back(i % T >= T / 3 ? 1.0f : 0.0f);
-    }
-    b.B = B, b.T = T, b.inputs = in.data(), b.targets = tgt.data(), b.loss_mask = mask.data();
-  }
-};
 
 struct StepRun {
   std::vector<double> losses;
@@ -54,7 +40,7 @@ StepRun run(WeightPrecision p, bool unrelated_frozen = false) {
   m.initial_adapter(a.data());
   for (size_t i = 0; i < a.size(); ++i) a[i] += 0.01f * (float)((i * 7919) % 13) - 0.06f;  // non-zero B
   m.set_adapter(a.data());
-  SynthBatch sb(3, 40, 259);
+  mira_test::RandomBatch sb(3, 40, 259, 41);
   StepRun r;
   r.losses.push_back(m.compute_gradient(sb.b, StepContext{2, 0}, true));
   r.grad.resize(a.size());
@@ -138,7 +124,7 @@ TEST(Bf16Base, RefusedCombinations) {
   const Gpt2HostModel host = gpt2_init_preset(gpt2_config_preset("tiny", 259), 5);
   LoraConfig no_lora;
   no_lora.target_modules.clear();
-  SynthBatch sb(2, 16, 259);
+  mira_test::RandomBatch sb(2, 16, 259, 41);
   {
     Gpt2Model m(*be, host, no_lora, OptimConfig{}, 5);
     m.set_base_precision(WeightPrecision::BF16);
@@ -163,7 +149,7 @@ TEST(Bf16Base, LogitsAndLossConsistent) {
   lc.target_modules = {"c_attn"};
   Gpt2Model m(*be, gpt2_init_preset(gpt2_config_preset("tiny", 259), 5), lc, OptimConfig{}, 5);
   m.set_base_precision(WeightPrecision::BF16);
-  SynthBatch sb(2, 16, 259);
+  mira_test::RandomBatch sb(2, 16, 259, 41);
   std::vector<float> logits((size_t)(2 * 16 * 259));
   m.forward_logits(sb.b, logits.data());
   double sum = 0;
