@@ -95,6 +95,27 @@ __device__ inline float keep_factor(const CudaDropout& drop, float keep_scale, i
   return dropout_keep_dev(drop.stream, idx, drop.threshold) ? keep_scale : 0.0f;
 }
 
+// acc (this thread's rows ty + 16a, head-dim columns tx + 16e) += A (BR, BC; stride SP) B (BC, D;
+// stride DP), summed over the BC columns in order: the forward's O += P_dropped v and dQ += dS k.
+template <int D, int BR, int BC>
+__device__ inline void tile_product_add(float (&acc)[Geo<D, BR, BC>::RM][Geo<D, BR, BC>::DN], const float* A,
+                                        const float* B) {
+  using G = Geo<D, BR, BC>;
+  const int tx = threadIdx.x % TG, ty = threadIdx.x / TG;
+#pragma unroll 4
+  for (int cc = 0; cc < BC; ++cc) {
+    float a_col[G::RM], b_row[G::DN];
+#pragma unroll
+    for (int a = 0; a < G::RM; ++a) a_col[a] = A[(ty + TG * a) * G::SP + cc];
+#pragma unroll
+    for (int e = 0; e < G::DN; ++e) b_row[e] = B[cc * G::DP + tx + TG * e];
+#pragma unroll
+    for (int a = 0; a < G::RM; ++a)
+#pragma unroll
+      for (int e = 0; e < G::DN; ++e) acc[a][e] += a_col[a] * b_row[e];
+  }
+}
+
 template <int D, int BR, int BC>
 __global__ void __launch_bounds__(NT)
     k_flash_forward(float* out, float* lse, float* out_copy, const float* qkv, int64_t t, int64_t c, int64_t nh,
@@ -196,18 +217,7 @@ __global__ void __launch_bounds__(NT)
 #pragma unroll
       for (int e = 0; e < G::DN; ++e) acc[a][e] *= al;
     }
-#pragma unroll 4
-    for (int cc = 0; cc < BC; ++cc) {
-      float pa[G::RM], vb[G::DN];
-#pragma unroll
-      for (int a = 0; a < G::RM; ++a) pa[a] = Ss[(ty + TG * a) * G::SP + cc];
-#pragma unroll
-      for (int e = 0; e < G::DN; ++e) vb[e] = Vs[cc * G::DP + tx + TG * e];
-#pragma unroll
-      for (int a = 0; a < G::RM; ++a)
-#pragma unroll
-        for (int e = 0; e < G::DN; ++e) acc[a][e] += pa[a] * vb[e];
-    }
+    tile_product_add<D, BR, BC>(acc, Ss, Vs);
   }
   // Row results: L = m + log(l) (l >= 1 for every row i < t: its maximum contributes exp(0)).
 #pragma unroll
@@ -427,18 +437,7 @@ __global__ void __launch_bounds__(NT)
     tile_grads<D, BR, BC>(nullptr, dSs, Qs, dOs, Ks, Vs, Ls, Ds, i0, j0, t, bh, scale, drop, keep_scale);
     __syncthreads();
     // dQ += dS k over the tile's keys in order (the scale is inside dS)
-#pragma unroll 4
-    for (int cc = 0; cc < BC; ++cc) {
-      float sa[G::RM], kb[G::DN];
-#pragma unroll
-      for (int a = 0; a < G::RM; ++a) sa[a] = dSs[(ty + TG * a) * G::SP + cc];
-#pragma unroll
-      for (int e = 0; e < G::DN; ++e) kb[e] = Ks[cc * G::DP + tx + TG * e];
-#pragma unroll
-      for (int a = 0; a < G::RM; ++a)
-#pragma unroll
-        for (int e = 0; e < G::DN; ++e) dq[a][e] += sa[a] * kb[e];
-    }
+    tile_product_add<D, BR, BC>(dq, dSs, Ks);
   }
 #pragma unroll
   for (int a = 0; a < G::RM; ++a) {
