@@ -68,11 +68,8 @@ __global__ void k_ce_rows(float* logits, __nv_bfloat16* dl16, float* loss_rows, 
 constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
 unsigned capped(int64_t n) { return (unsigned)std::min<int64_t>(grid_for(n), MAX_GRID); }
 
-}  // namespace
-
-CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, float* dh, float* dwte, const float* hid,
-                           const float* wte, const int32_t* targets, const float* weight, const int32_t* rows,
-                           int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch) {
+// loss_rows (N) and, when non-null, dh (N, C) zeroed: skipped rows keep 0.
+CudaStatus zero_outputs(cudaStream_t s, float* loss_rows, float* dh, int64_t n, int64_t c) {
   CudaStatus st;
   st.step = "zero loss_rows";
   if ((st.cuda = cudaMemsetAsync(loss_rows, 0, sizeof(float) * (size_t)n, s)) != cudaSuccess) return st;
@@ -80,6 +77,16 @@ CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, f
     st.step = "zero dh";
     if ((st.cuda = cudaMemsetAsync(dh, 0, sizeof(float) * (size_t)(n * c), s)) != cudaSuccess) return st;
   }
+  return CudaStatus{};
+}
+
+}  // namespace
+
+CudaStatus cuda_lm_head_ce(cublasHandle_t h, cudaStream_t s, float* loss_rows, float* dh, float* dwte, const float* hid,
+                           const float* wte, const int32_t* targets, const float* weight, const int32_t* rows,
+                           int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch) {
+  CudaStatus st = zero_outputs(s, loss_rows, dh, n, c);
+  if (!st.ok()) return st;
   const int64_t ld = cuda_lm_head_ce_ld(v);
   float* logits = scratch;                   // (CUDA_CE_CHUNK, V) with row stride ld
   float* hs = scratch + CUDA_CE_CHUNK * ld;  // (CUDA_CE_CHUNK, C) gathered hidden rows
@@ -106,13 +113,8 @@ CudaStatus cuda_lm_head_ce_bf16(cublasHandle_t h16, cudaStream_t s, float* loss_
                                 const __nv_bfloat16* wte16, const int32_t* targets, const float* weight,
                                 const int32_t* rows, int64_t n_active, int64_t n, int64_t c, int64_t v, float* scratch,
                                 __nv_bfloat16* ws16) {
-  CudaStatus st;
-  st.step = "zero loss_rows";
-  if ((st.cuda = cudaMemsetAsync(loss_rows, 0, sizeof(float) * (size_t)n, s)) != cudaSuccess) return st;
-  if (dh) {
-    st.step = "zero dh";
-    if ((st.cuda = cudaMemsetAsync(dh, 0, sizeof(float) * (size_t)(n * c), s)) != cudaSuccess) return st;
-  }
+  CudaStatus st = zero_outputs(s, loss_rows, dh, n, c);
+  if (!st.ok()) return st;
   const int64_t ld = cuda_lm_head_ce_ld(v);
   float* logits = scratch;                         // (CUDA_CE_CHUNK, V) fp32, row stride ld
   float* dhs = scratch + CUDA_CE_CHUNK * (ld + c);  // (CUDA_CE_CHUNK, C) fp32, as cuda_lm_head_ce
