@@ -107,8 +107,7 @@ DeviceBinding device_binding_decide(const std::vector<DeviceView>& node, int loc
   b.refusal += ": give every rank its own GPU (srun --gpus-per-task=1, a different CUDA_VISIBLE_DEVICES per rank, "
                "or no more ranks per host than GPUs)";
   if (!policy.allow_hint.empty())
-    b.refusal += ", or allow sharing with " + policy.allow_hint +
-                 " (the adapter exchange then goes through host memory with MPI instead of NCCL)";
+    b.refusal += ", or allow sharing with " + policy.allow_hint + " (they then take turns on it)";
   return b;
 }
 

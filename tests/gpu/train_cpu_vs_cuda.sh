@@ -8,8 +8,14 @@
 # 1e-2 or more.
 # Exit 77 (ctest: skipped) with the reason when no GPU is usable.
 # usage: train_cpu_vs_cuda.sh MPIEXEC BINARY [OUT_DIR]
+#   MIRA_TEST_RANKS=N         run both with N ranks (default 1; the clients are spread over the ranks and
+#                             the adapters move by the MPI exchange)
+#   MIRA_TEST_ARGS="..."      more options for both runs (e.g. --run.share_devices true when the ranks
+#                             share one GPU; tests/emu runs this script with mira_hpc_emu)
 set -uo pipefail
 mpiexec=$1 bin=$2 out=${3:-$(mktemp -d)}
+np=${MIRA_TEST_RANKS:-1}
+read -r -a extra <<<"${MIRA_TEST_ARGS:-}"
 devices=$("$bin" --version | sed -n 's/^  devices: *//p')
 case "$devices" in none*) echo "SKIPPED: no usable GPU: $devices"; exit 77 ;; esac
 echo "devices: $devices"
@@ -21,7 +27,7 @@ status=0
 for prec in fp32 bf16; do
   for be in cpu cuda; do
     rm -rf "$out/$prec-$be"
-    if ! "$mpiexec" -n 1 "$bin" "${common[@]}" --run.backend "$be" --model.base_precision "$prec" \
+    if ! "$mpiexec" -n "$np" "$bin" "${common[@]}" "${extra[@]}" --run.backend "$be" --model.base_precision "$prec" \
         --run.output "$out/$prec-$be" >"$out/$prec-$be.log" 2>&1; then
       echo "FAIL: the $be run in $prec failed:"; tail -20 "$out/$prec-$be.log"; exit 1
     fi
