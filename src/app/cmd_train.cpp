@@ -249,6 +249,10 @@ int command_train(const AppContext& ctx) {
   log_info("model.base_precision: %s (frozen base weights%s)", weight_precision_name(base_precision),
            base_precision == WeightPrecision::BF16 ? " in bf16, base GEMMs with bf16 operands and fp32 accumulation"
                                                    : " in fp32");
+  // What computed the numbers: part of the provenance (checkpoints, metrics header) so a resume on
+  // another backend or precision is noticed (run_checkpoint_restore warns).
+  const std::string compute_line = std::string(kProvenanceComputeKey) + backend->name() + ", base weights " +
+                                   weight_precision_name(base_precision) + "\n";
   if (c.dry_run) {
     print_plan(c, env, *data, graph, num, o, host, model.adapter_size(), dopt.max_length);
     return 0;
@@ -276,7 +280,7 @@ int command_train(const AppContext& ctx) {
     meta.base_model_sha256 = mpi_root_produce(MPI_COMM_WORLD, 0, [&] {
       return sha256_file_hex(c.model.path + "/model.safetensors");
     });
-  meta.provenance = provenance_text(provenance_run(env, ctx.threads));
+  meta.provenance = provenance_text(provenance_run(env, ctx.threads)) + compute_line;
 
   FederatedRun run(o, MPI_COMM_WORLD, model, *data, graph, tok->pad_id());
   if (!resume_from.empty()) {
@@ -289,7 +293,9 @@ int command_train(const AppContext& ctx) {
              (long long)done, (long long)done + 1);
   }
   if (env.rank == 0) metrics_prepare(o.metrics_path, run.rounds_done(), resume_from, [&] {
-      return metrics_header(c, ctx, o, *data, graph);
+      nlohmann::json h = metrics_header(c, ctx, o, *data, graph);
+      h["provenance"] = h["provenance"].get<std::string>() + compute_line;
+      return h;
     });
   log_info("train: %s, K = %d clients on %d rank(s), m = %d per round, rounds %lld..%d, metrics in %s",
            fed_algorithm_name(o.algorithm), K, env.size, o.sampled_per_round, (long long)run.rounds_done() + 1,

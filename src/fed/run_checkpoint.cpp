@@ -7,6 +7,7 @@
 #include "runtime/agree.h"
 #include "runtime/check_mpi.h"
 #include "runtime/error.h"
+#include "runtime/log.h"
 
 namespace mira {
 namespace {
@@ -99,6 +100,21 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
   return writer.write(meta, g, owned);
 }
 
+namespace {
+
+// The value of the provenance's compute line ("cuda, base weights bf16"), "" when it has none
+// (checkpoints written before the line existed).
+std::string provenance_compute(const std::string& provenance) {
+  const std::string key = kProvenanceComputeKey;
+  size_t at = provenance.rfind("\n" + key);
+  at = provenance.compare(0, key.size(), key) == 0 ? 0 : (at == std::string::npos ? at : at + 1);
+  if (at == std::string::npos) return "";
+  const size_t end = provenance.find('\n', at);
+  return provenance.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+}  // namespace
+
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
                                uint64_t seed, const CheckpointMeta& base) {
@@ -121,6 +137,11 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
                               (meta.base_model_sha256.empty() ? "" : " (sha256 " + meta.base_model_sha256 + ")") +
                               ", this run uses " + base.base_model_path +
                               (base.base_model_sha256.empty() ? "" : " (sha256 " + base.base_model_sha256 + ")"));
+  const std::string then = provenance_compute(meta.provenance), now = provenance_compute(base.provenance);
+  if (!then.empty() && !now.empty() && then != now)
+    log_warn("resume: %s was computed with %s, this run uses %s; the run continues from its adapters, but the "
+             "rounds after the resume are not bitwise those of an uninterrupted run",
+             reader.path().c_str(), then.c_str(), now.c_str());
   if (meta.round > o.rounds)
     throw CollectiveUserError(where + "it holds " + std::to_string(meta.round) + " rounds but run.rounds = " +
                               std::to_string(o.rounds));

@@ -24,10 +24,16 @@ CheckpointLayout run_checkpoint_layout(const AdapterLayout& adapter, int64_t K, 
 std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& run, const AdapterLayout& adapter,
                                  const Graph& graph, CheckpointMeta meta);
 
+// The provenance line that names the backend and base-weight precision ("compute: cuda, base
+// weights bf16"): appended by the train command to the checkpoint and metrics provenance.
+inline constexpr const char* kProvenanceComputeKey = "compute: ";
+
 // Collective. Loads `path` (a checkpoint or a directory with `latest`) into `run`: checks that the
 // run's shape (K, modules, algorithm, seed, base model, graph, sampling history) matches, then
 // restores the owned adapters and the records. `base` holds this run's base_model_path and
-// base_model_sha256 (as the writer stores them). Returns the rounds done. UserError on every rank
+// base_model_sha256 (as the writer stores them) and its provenance: when both provenances have a
+// compute line and they differ (e.g. written on cuda in bf16, resumed on the CPU), a warning says the
+// continuation is not bitwise an uninterrupted run. Returns the rounds done. UserError on every rank
 // otherwise.
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,

@@ -2,7 +2,8 @@
 # What a resume must refuse (exit code 2, one message naming the reason, nothing changed): a run
 # directory that already holds a run without --resume, another base model (same shapes, other
 # weights: found by the SHA-256 of model.safetensors), another seed, another graph, another K; and
-# a corrupted latest checkpoint.
+# a corrupted latest checkpoint. And what it must not refuse: another base-weight precision (a
+# warning that the continuation is not bitwise an uninterrupted run).
 # usage: resume_refusals.sh MPIEXEC MIRA_HPC FIXTURE_MODEL_DIR
 set -uo pipefail
 mpiexec=$1 bin=$2 fixture=$3
@@ -45,6 +46,19 @@ printf '\x55' | dd of="$work/base/model.safetensors" bs=1 seek=$((size - 3)) con
 expect base_model "does not fit this run: it was trained on base model .*sha256" \
   "${common[@]}" --run.output "$work/run" --resume auto
 cp "$fixture/model.safetensors" "$work/base/model.safetensors"
+# Not a refusal: another base-weight precision continues with one warning naming both computes.
+"$mpiexec" -n 2 "$bin" train "${common[@]}" --run.output "$work/run" --resume auto \
+  --model.base_precision bf16 >"$work/precision.log" 2>&1
+rc=$?
+n=$(grep -cE "resume: .* was computed with cpu, base weights fp32, this run uses cpu, base weights bf16; .*not bitwise" \
+  "$work/precision.log")
+if [ "$rc" -ne 0 ] || [ "$n" -ne 1 ]; then
+  echo "FAIL precision: exit $rc (expected 0), warning matched $n times (expected 1)"
+  cat "$work/precision.log"
+  fail=1
+else
+  echo "ok   precision (warned, continued)"
+fi
 # A corrupted checkpoint: flip a byte in the middle of the latest file.
 latest=$(readlink -f "$work/run/checkpoints/latest")
 lsize=$(stat -c %s "$latest")
