@@ -18,7 +18,8 @@
 # bench_exchange_device; default .bundle/bin after sourcing .bundle/env.sh (scripts/device-bundle.sh
 # --gpu-session), else ${MIRA_BUILD_DIR:-build/ci} (a build tree: binaries at the top and in bench/).
 # The peer's Python: $MIRA_PY, else /root/mira-venv/bin/python when present, else python3.
-# Exit code 0 when every step ran to its end with exit code 0, else 1 (summary.txt says which).
+# Exit code 0 when every step ran to its end with exit code 0 (or 77: skipped, no GPU), else 1
+# (summary.txt says which).
 # On a machine without a GPU every step runs and skips (tests print SKIPPED, benches "skipped").
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,8 +72,8 @@ step() {
   echo "== $name (limit $limit s)" >&2
   timeout --kill-after=10 "$limit" "$@" >"$so" 2>"$se"
   rc=$?
-  echo "$name: exit $rc$([ "$rc" -eq 124 ] && echo ' (cut by its time limit)') in $((SECONDS - t0)) s" | tee -a "$out/summary.txt" >&2
-  [ "$rc" -eq 0 ] || failed=1
+  echo "$name: exit $rc$([ "$rc" -eq 124 ] && echo ' (cut by its time limit)')$([ "$rc" -eq 77 ] && echo ' (skipped: no GPU)') in $((SECONDS - t0)) s" | tee -a "$out/summary.txt" >&2
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || failed=1
 }
 
 {
