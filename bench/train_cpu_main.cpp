@@ -21,8 +21,8 @@
 
 #include "backend/backend_timed.h"
 #include "bench/train_bench_options.h"
+#include "bench/train_bench_setup.h"
 #include "model/gpt2_model.h"
-#include "runtime/rng.h"
 
 namespace {
 
@@ -81,28 +81,19 @@ int main(int argc, char** argv) {
     timed = t.get();
     be = std::move(t);
   }
-  LoraConfig lc;  // paper settings: r, alpha 8, dropout 0.05, targets c_attn + c_proj
-  lc.r = r, lc.alpha = 8, lc.dropout = 0.05;
-  OptimConfig oc;
-  oc.kind = OptimKind::ADAMW, oc.lr = 3e-4, oc.weight_decay = 1e-2, oc.clip = 5.0;
   const auto t_init = std::chrono::steady_clock::now();
-  Gpt2Model model(*be, gpt2_init_preset(gpt2_config_preset(preset, vocab), 0), lc, oc, 0);
-  std::vector<int32_t> in((size_t)(B * T)), tgt(in.size());
-  std::vector<float> mask(in.size(), 1.0f);  // every token counted (the peer computes all logits too)
-  Rng rng(0, RngPurpose::DATA_SYNTH);
-  for (auto& x : in) x = (int32_t)rng.below((uint64_t)vocab);
-  for (auto& x : tgt) x = (int32_t)rng.below((uint64_t)vocab);
-  BatchView b;
-  b.B = B, b.T = T, b.inputs = in.data(), b.targets = tgt.data(), b.loss_mask = mask.data();
+  Gpt2Model model(*be, gpt2_init_preset(gpt2_config_preset(preset, vocab), 0), train_bench_lora(r), train_bench_optim(),
+                  0);
+  const TrainBenchBatch batch(B, T, vocab);
   std::fprintf(stderr, "init %.1f s, adapter %lld floats, threads %d\n",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count(),
                (long long)model.adapter_size(), omp_get_max_threads());
   double loss = 0;
-  for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(b, StepContext{0, s});
+  for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(batch.b, StepContext{0, s});
   if (timed) timed->reset();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
-    loss = model.train_step(b, StepContext{0, warmup + s});
+    loss = model.train_step(batch.b, StepContext{0, warmup + s});
     std::fprintf(stderr, "step %lld loss %.4f\n", (long long)s, loss);
   }
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -26,9 +26,9 @@
 #include "backend/backend_cuda.h"
 #include "bench/device_peaks.h"
 #include "bench/train_bench_options.h"
+#include "bench/train_bench_setup.h"
 #include "model/gpt2_model.h"
 #include "runtime/devices.h"
-#include "runtime/rng.h"
 
 namespace {
 
@@ -80,26 +80,16 @@ int run(int argc, char** argv) {
   const CudaDeviceChoice ch = cuda_select_device((int)rep.devices.size(), 0, 1);
   const std::string device = rep.devices[(size_t)ch.device].name;
   std::unique_ptr<Backend> be = backend_create_cuda(ch.device);
-  LoraConfig lc;  // paper settings: r, alpha 8, dropout 0.05, targets c_attn + c_proj
-  lc.r = r, lc.alpha = 8, lc.dropout = 0.05;
-  OptimConfig oc;
-  oc.kind = OptimKind::ADAMW, oc.lr = 3e-4, oc.weight_decay = 1e-2, oc.clip = 5.0;
   const auto t_init = std::chrono::steady_clock::now();
   const Gpt2Config cfg = gpt2_config_preset(preset, vocab);
-  Gpt2Model model(*be, gpt2_init_preset(cfg, 0), lc, oc, 0);
+  Gpt2Model model(*be, gpt2_init_preset(cfg, 0), train_bench_lora(r), train_bench_optim(), 0);
   model.set_base_precision(precision);
-  std::vector<int32_t> in((size_t)(B * T)), tgt(in.size());
-  std::vector<float> mask(in.size(), 1.0f);  // every token counted (the peer computes all logits too)
-  Rng rng(0, RngPurpose::DATA_SYNTH);
-  for (auto& x : in) x = (int32_t)rng.below((uint64_t)vocab);
-  for (auto& x : tgt) x = (int32_t)rng.below((uint64_t)vocab);
-  BatchView b;
-  b.B = B, b.T = T, b.inputs = in.data(), b.targets = tgt.data(), b.loss_mask = mask.data();
+  const TrainBenchBatch batch(B, T, vocab);
   const double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count();
   std::fprintf(stderr, "train_gpu_main: %s (%s), init %.1f s, adapter %lld floats, B %lld T %lld\n", device.c_str(),
                ch.reason.c_str(), init_s, (long long)model.adapter_size(), (long long)B, (long long)T);
   double loss = 0;
-  for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(b, StepContext{0, s});
+  for (int64_t s = 0; s < warmup; ++s) loss = model.train_step(batch.b, StepContext{0, s});
   cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   // Each step is timed to the end of its GPU work (the AdamW update is asynchronous after the
   // clipping norm comes back): one device synchronisation per step, a few microseconds.
@@ -107,7 +97,7 @@ int run(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
     const auto ts = std::chrono::steady_clock::now();
-    loss = model.train_step(b, StepContext{0, warmup + s});
+    loss = model.train_step(batch.b, StepContext{0, warmup + s});
     cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     ms.push_back(1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count());
     std::fprintf(stderr, "step %lld loss %.4f %.1f ms\n", (long long)s, loss, ms.back());

@@ -118,11 +118,12 @@ MIRA_AVX512 void gelu_backward_avx512(float* dx, const float* dy, const float* x
   }
 }
 
-bool gelu_use_avx512() {
-  static const bool use = __builtin_cpu_supports("avx512f");
-  return use;
-}
 }  // namespace
+
+bool cpu_gelu_avx512_available() {
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+}
 
 template <typename T>
 void cpu_gelu_forward_portable(T* y, const T* x, int64_t n) {
@@ -149,7 +150,7 @@ void cpu_gelu_backward_portable(T* dx, const T* dy, const T* x, int64_t n) {
 template <typename T>
 void cpu_gelu_forward(T* y, const T* x, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    if (gelu_use_avx512()) return gelu_forward_avx512(y, x, n);
+    if (cpu_gelu_avx512_available()) return gelu_forward_avx512(y, x, n);
   }
   cpu_gelu_forward_portable(y, x, n);
 }
@@ -157,12 +158,11 @@ void cpu_gelu_forward(T* y, const T* x, int64_t n) {
 template <typename T>
 void cpu_gelu_backward(T* dx, const T* dy, const T* x, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-    if (gelu_use_avx512()) return gelu_backward_avx512(dx, dy, x, n);
+    if (cpu_gelu_avx512_available()) return gelu_backward_avx512(dx, dy, x, n);
   }
   cpu_gelu_backward_portable(dx, dy, x, n);
 }
 
-bool cpu_gelu_avx512_available() { return gelu_use_avx512(); }
 
 template void cpu_gelu_forward<float>(float*, const float*, int64_t);
 template void cpu_gelu_forward<double>(double*, const double*, int64_t);

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <string>
 
 #include "runtime/agree.h"
 #include "runtime/check_mpi.h"
@@ -16,6 +18,17 @@ const char* kPerClient[] = {"train_loss", "test_loss"};                         
 const char* kPerRound[] = {"tokens", "seconds", "comm_bytes", "active_edges"};     // [rounds, 1]
 
 double nan() { return std::numeric_limits<double>::quiet_NaN(); }
+
+// The value of the provenance's compute line ("cuda, base weights bf16"), "" when it has none
+// (checkpoints written before the line existed).
+std::string provenance_compute(const std::string& provenance) {
+  const std::string key = kProvenanceComputeKey;
+  std::istringstream in(provenance);
+  std::string line, value;
+  while (std::getline(in, line))
+    if (line.compare(0, key.size(), key) == 0) value = line.substr(key.size());
+  return value;
+}
 
 // The flat adapter's blocks for module i: A then B (model/lora.h layout).
 const AdapterBlock& block(const AdapterLayout& a, size_t module, bool is_b) {
@@ -99,21 +112,6 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
   }
   return writer.write(meta, g, owned);
 }
-
-namespace {
-
-// The value of the provenance's compute line ("cuda, base weights bf16"), "" when it has none
-// (checkpoints written before the line existed).
-std::string provenance_compute(const std::string& provenance) {
-  const std::string key = kProvenanceComputeKey;
-  size_t at = provenance.rfind("\n" + key);
-  at = provenance.compare(0, key.size(), key) == 0 ? 0 : (at == std::string::npos ? at : at + 1);
-  if (at == std::string::npos) return "";
-  const size_t end = provenance.find('\n', at);
-  return provenance.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
-}
-
-}  // namespace
 
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,

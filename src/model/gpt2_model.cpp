@@ -360,8 +360,6 @@ void Gpt2Model::forward(int64_t b, int64_t t, bool dropout, const StepContext& c
                                      a.tmp.slice(0, N * C), lnf_w_, lnf_b_, N, C, eps);
     }
   }
-  if (cfg_.n_layer == 0)
-    be_.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.resid[0].slice(0, N * C), lnf_w_, lnf_b_, N, C, eps);
 }
 
 void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& ctx, bool full) {
