@@ -42,6 +42,7 @@ done
 roots=(libopenmpi3 openmpi-bin libhdf5-openmpi-103-1 libboost-program-options1.74.0 libopenblas0-openmp)
 
 # Packages of a bare debian:bookworm image (docker.io/library/debian:bookworm, 12.x): assumed present.
+# Not libunistring2: the lent H200 machine lacked it (mira_hpc needs it through libidn2), 2026-11-26.
 baseline_default="adduser apt base-files base-passwd bash bsdutils coreutils dash debconf
 debian-archive-keyring debianutils diffutils dpkg e2fsprogs findutils gcc-12-base gpgv grep gzip
 hostname init-system-helpers libacl1 libapt-pkg6.0 libattr1 libaudit-common libaudit1 libblkid1
@@ -49,7 +50,7 @@ libbz2-1.0 libc-bin libc6 libcap-ng0 libcap2 libcom-err2 libcrypt1 libdb5.3 libd
 libext2fs2 libffi8 libgcc-s1 libgcrypt20 libgmp10 libgnutls30 libgpg-error0 libhogweed6 libidn2-0
 liblz4-1 liblzma5 libmd0 libmount1 libnettle8 libp11-kit0 libpam-modules libpam-modules-bin
 libpam-runtime libpam0g libpcre2-8-0 libseccomp2 libselinux1 libsemanage-common libsemanage2
-libsepol2 libsmartcols1 libss2 libstdc++6 libsystemd0 libtasn1-6 libtinfo6 libudev1 libunistring2
+libsepol2 libsmartcols1 libss2 libstdc++6 libsystemd0 libtasn1-6 libtinfo6 libudev1
 libuuid1 libxxhash0 libzstd1 login logsave mawk mount ncurses-base ncurses-bin passwd perl-base sed
 sysvinit-utils tar tzdata usr-is-merged util-linux util-linux-extra zlib1g"
 # Pulled in by the closure but not needed to run binaries unpacked with dpkg -x: package-management

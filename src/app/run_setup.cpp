@@ -142,8 +142,6 @@ std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& mod
            "in %.2f s",
            bind.device, gpu.name.c_str(), bind.uuid.c_str(), bind.reason.c_str(), bind.any_shared ? "; GPUs shared" : "",
            rep.count_ok(), rep.tolerance, rep.seconds);
-  log_warn("backend: the CUDA backend has not yet been validated on hardware by the project's GPU test suite "
-           "(docs/cuda.md, Status); the start-up check above is its only verification in this run");
   return be;
 }
 #endif
