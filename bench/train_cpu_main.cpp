@@ -22,43 +22,9 @@
 #include "backend/backend_timed.h"
 #include "bench/train_bench_options.h"
 #include "bench/train_bench_setup.h"
+#include "bench/train_profile.h"
 #include "model/gpt2_model.h"
 
-namespace {
-
-// Family of a backend op, the same grouping as bench/train_cpu_peer.py --profile.
-const char* profile_family(const std::string& op) {
-  if (op == "gemm.base" || op == "gemm.lora" || op == "bias_broadcast") return "gemm (incl. LoRA)";
-  if (op.rfind("attention", 0) == 0) return "attention";
-  if (op == "lm_head_ce") return "lm head + softmax + CE";
-  if (op.rfind("layernorm", 0) == 0) return "layernorm";
-  if (op.rfind("gelu", 0) == 0) return "gelu";
-  if (op == "adam_step" || op == "sum_squares" || op == "scale") return "optimiser (clip + AdamW)";
-  return "other";
-}
-
-// Table on stderr: per op and per family, seconds per step and % of the step; "other" also holds
-// the wall time spent outside backend calls (host code between ops).
-void print_profile(const std::map<std::string, mira::OpTime>& totals, double sec, int64_t steps) {
-  const char* order[] = {"gemm (incl. LoRA)", "attention",  "lm head + softmax + CE", "layernorm",
-                         "gelu",              "optimiser (clip + AdamW)", "other"};
-  std::map<std::string, double> fam;
-  double booked = 0;
-  std::fprintf(stderr, "profile (ours): %-22s %10s %8s %7s\n", "op", "s", "calls", "%");
-  for (const auto& kv : totals) {
-    std::fprintf(stderr, "profile (ours): %-22s %10.3f %8lld %6.1f%%\n", kv.first.c_str(), kv.second.seconds,
-                 (long long)kv.second.calls, 100.0 * kv.second.seconds / sec);
-    fam[profile_family(kv.first)] += kv.second.seconds;
-    booked += kv.second.seconds;
-  }
-  fam["other"] += sec - booked;  // outside any backend call
-  std::fprintf(stderr, "profile (ours) by family, %% of %.3f s (%lld steps):\n", sec, (long long)steps);
-  for (const char* f : order)
-    std::fprintf(stderr, "family (ours): %-26s %6.1f%% %9.0f ms\n", f, 100.0 * fam[f] / sec,
-                 1e3 * fam[f] / (double)steps);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   mira::TrainBenchOptions opt;  // defaults: seq 512, batch 4, 3 steps after 1 warm-up
@@ -97,7 +63,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "step %lld loss %.4f\n", (long long)s, loss);
   }
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (timed) print_profile(timed->totals(), sec, steps);
+  if (timed) mira::print_train_profile(timed->totals(), sec, steps);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: peak resident set in KiB (Linux)
   std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.1f,\"steps\":%lld,\"loss\":%.5f,\"threads\":%d,"

@@ -11,14 +11,18 @@
 //   train_gpu_main [--preset gpt2-124m-shape] [--vocab 50257] [--seq 1024] [--batch 8] [--r 16]
 //                  [--steps 10] [--warmup 2] [--precision bf16|fp32] [--peaks "DEVICE NAME"]
 // --peaks prints the bench/device_peaks.h entry for a device name and exits (no CUDA call).
-// Built only with the CUDA backend. STATUS: compiled; never run on a GPU (docs/cuda.md) - on a
-// machine without a device only the skip path and --peaks have run.
+// MIRA_PROFILE=1: after the timed steps (whose figures it leaves alone), run the same number of steps
+// again through a TimedBackend that synchronises the device around every op and print the per-op
+// table on stderr (bench/train_profile.h). Each op is then timed alone, without overlap with the
+// host's launch of the next one: the table's total exceeds the step time by the launch gaps.
+// Built only with the CUDA backend; run on an H200 (docs/results.md, "Training on a GPU").
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +31,7 @@
 #include "bench/device_peaks.h"
 #include "bench/train_bench_options.h"
 #include "bench/train_bench_setup.h"
+#include "bench/train_profile.h"
 #include "model/gpt2_model.h"
 #include "runtime/devices.h"
 
@@ -79,7 +84,18 @@ int run(int argc, char** argv) {
   }
   const CudaDeviceChoice ch = cuda_select_device((int)rep.devices.size(), 0, 1);
   const std::string device = rep.devices[(size_t)ch.device].name;
+  const char* prof_env = std::getenv("MIRA_PROFILE");
+  const bool profile = prof_env && std::strcmp(prof_env, "1") == 0;
   std::unique_ptr<Backend> be = backend_create_cuda(ch.device);
+  TimedBackend* timed = nullptr;
+  bool fencing = false;  // the headline steps run unfenced; the profile pass below fences every op
+  if (profile) {
+    auto t = std::make_unique<TimedBackend>(std::move(be), [&fencing] {
+      if (fencing) cuda_ok(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    });
+    timed = t.get();
+    be = std::move(t);
+  }
   const auto t_init = std::chrono::steady_clock::now();
   const Gpt2Config cfg = gpt2_config_preset(preset, vocab);
   Gpt2Model model(*be, gpt2_init_preset(cfg, 0), train_bench_lora(r), train_bench_optim(), 0);
@@ -105,6 +121,14 @@ int run(int argc, char** argv) {
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::sort(ms.begin(), ms.end());
   const double med = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  if (timed) {
+    fencing = true;
+    timed->reset();
+    const auto tp = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < steps; ++s) model.train_step(batch.b, StepContext{0, warmup + steps + s});
+    const double psec = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
+    print_train_profile(timed->totals(), psec, steps);
+  }
   size_t free_b = 0, total_b = 0;
   cuda_ok(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
   std::printf("{\"tokens_per_s\":%.3f,\"ms_per_step\":%.3f,\"ms_per_step_median\":%.3f,\"steps\":%lld,"

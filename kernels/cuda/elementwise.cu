@@ -42,13 +42,27 @@ __global__ void k_scale(float* y, int64_t n, float f) {
     y[e] *= f;
 }
 
+// One thread per group of 4 mask indices j = 4g .. 4g+3 (one rng_at draw holds their 4 16-bit
+// lanes, dropout_keep_dev's rule): a quarter of the hashing of one draw per element, which made this
+// kernel 6x slower than its memory traffic on an H200. Indices outside [base, base + n) are skipped.
 __global__ void k_dropout(float* y, const float* x, int64_t n, float keep_scale, uint32_t threshold, uint64_t stream,
                           uint64_t base, bool accumulate) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-    // Round-to-nearest intrinsics: nvcc may contract x * keep_scale + y into one FMA (the CPU rounds
-    // the product first), which would break the bitwise equality with cpu_dropout.
-    const float val = dropout_keep_dev(stream, base + (uint64_t)e, threshold) ? __fmul_rn(x[e], keep_scale) : 0.0f;
-    y[e] = accumulate ? __fadd_rn(y[e], val) : val;
+  const uint64_t g0 = base >> 2, groups = ((base + (uint64_t)n + 3) >> 2) - g0;
+  for (uint64_t gi = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; gi < groups;
+       gi += (uint64_t)gridDim.x * blockDim.x) {
+    const uint64_t g = g0 + gi;
+    const uint64_t bits = rng_at(stream, g);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const uint64_t j = 4 * g + (uint64_t)q;
+      if (j < base || j >= base + (uint64_t)n) continue;
+      const int64_t e = (int64_t)(j - base);
+      const bool keep = ((bits >> (16 * q)) & 0xFFFFu) >= threshold;
+      // Round-to-nearest intrinsics: nvcc may contract x * keep_scale + y into one FMA (the CPU rounds
+      // the product first), which would break the bitwise equality with cpu_dropout.
+      const float val = keep ? __fmul_rn(x[e], keep_scale) : 0.0f;
+      y[e] = accumulate ? __fadd_rn(y[e], val) : val;
+    }
   }
 }
 
@@ -96,7 +110,7 @@ CudaStatus cuda_scale(cudaStream_t s, float* y, int64_t n, float f) {
 CudaStatus cuda_dropout(cudaStream_t s, float* y, const float* x, int64_t n, float p, uint32_t threshold,
                         uint64_t stream, uint64_t base, bool accumulate) {
   const float keep_scale = 1.0f / (1.0f - p);  // as cpu_dropout: computed in float
-  k_dropout<<<capped(n), BLOCK, 0, s>>>(y, x, n, keep_scale, threshold, stream, base, accumulate);
+  k_dropout<<<capped((n + 7) / 4), BLOCK, 0, s>>>(y, x, n, keep_scale, threshold, stream, base, accumulate);
   return cuda_status_launch("dropout kernel");
 }
 

@@ -29,7 +29,10 @@ __global__ void k_gather_rows_bf16(__nv_bfloat16* hs, const float* hid, const in
 
 // Chunk row i (global row rows[i]; logits rows have stride ld >= v): the loss and, when grad, the
 // dlogits weight * (softmax - onehot): in place in fp32 when dl16 is null, else rounded to bf16 into
-// dl16 (stride ld; the bf16 mode's dh GEMM operand, computed with the same fp32 operations).
+// dl16 (stride ld; the bf16 mode's dh GEMM operand, computed with the same fp32 operations; its pad
+// columns v..ld-1 are written as zeros so a GEMM over the padded width adds nothing). Two passes over
+// the row: an online max + sum of exponentials (each thread keeps its running max and rescales its
+// sum when the max grows; the block then combines the threads' pairs), then the gradient.
 __global__ void k_ce_rows(float* logits, __nv_bfloat16* dl16, float* loss_rows, const int32_t* rows,
                           const int32_t* targets, const float* weight, int64_t v, int64_t ld, bool grad) {
   const int64_t i = blockIdx.x;
@@ -37,30 +40,35 @@ __global__ void k_ce_rows(float* logits, __nv_bfloat16* dl16, float* loss_rows, 
   float* l = logits + i * ld;
   const int32_t tgt = targets[row];
   const float lt = l[tgt];  // read before any thread overwrites the row (block_max synchronises)
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) mx = fmaxf(mx, l[j]);
-  mx = block_max(mx);
-  float sum = 0.0f;
+  float tm = -INFINITY, ts = 0.0f;  // this thread's running max and sum of exp(l - tm)
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-    const float e = expf(l[j] - mx);
-    l[j] = e;
-    sum += e;
+    const float x = l[j];
+    if (x > tm) {
+      ts = ts * expf(tm - x) + 1.0f;  // expf(-inf) = 0 on the first element
+      tm = x;
+    } else {
+      ts += expf(x - tm);
+    }
   }
-  sum = block_sum(sum);
+  const float mx = block_max(tm);
+  const float sum = block_sum(tm == -INFINITY ? 0.0f : ts * expf(tm - mx));
   if (threadIdx.x == 0) loss_rows[row] = mx + logf(sum) - lt;
   if (!grad) return;
   const float w = weight[row];
   const float ws = w / sum;
   if (dl16) {  // the same for every thread of the block: no divergent barrier below
     __nv_bfloat16* d = dl16 + i * ld;
-    for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
-      float g = __fmul_rn(l[j], ws);  // the fp32 path's l[j] *= ws, then l[tgt] -= w (no FMA contraction)
-      if (j == tgt) g = __fsub_rn(g, w);
+    for (int64_t j = threadIdx.x; j < ld; j += blockDim.x) {
+      float g = 0.0f;
+      if (j < v) {
+        g = __fmul_rn(expf(l[j] - mx), ws);  // the fp32 path's l[j] = e * ws, then l[tgt] -= w (no FMA contraction)
+        if (j == tgt) g = __fsub_rn(g, w);
+      }
       d[j] = __float2bfloat16_rn(g);
     }
     return;
   }
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) l[j] = __fmul_rn(l[j], ws);
+  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) l[j] = __fmul_rn(expf(l[j] - mx), ws);
   __syncthreads();  // the thread owning l[tgt] has scaled it
   if (threadIdx.x == 0) l[tgt] = __fsub_rn(l[tgt], w);
 }
@@ -116,21 +124,33 @@ CudaStatus cuda_lm_head_ce_bf16(cublasHandle_t h16, cudaStream_t s, float* loss_
   CudaStatus st = zero_outputs(s, loss_rows, dh, n, c);
   if (!st.ok()) return st;
   const int64_t ld = cuda_lm_head_ce_ld(v);
-  float* logits = scratch;                         // (CUDA_CE_CHUNK, V) fp32, row stride ld
+  float* logits = scratch;                         // (CUDA_CE_CHUNK, ld) fp32: columns >= v are 0
   float* dhs = scratch + CUDA_CE_CHUNK * (ld + c);  // (CUDA_CE_CHUNK, C) fp32, as cuda_lm_head_ce
   __nv_bfloat16* hs16 = ws16;                      // (CUDA_CE_CHUNK, C) bf16 hidden rows
-  __nv_bfloat16* dl16 = ws16 + CUDA_CE_CHUNK * c;   // (CUDA_CE_CHUNK, V) bf16 dlogits, row stride ld
+  __nv_bfloat16* dl16 = hs16 + CUDA_CE_CHUNK * c;   // (CUDA_CE_CHUNK, ld) bf16 dlogits, pad columns 0
+  __nv_bfloat16* wte16p = dl16 + CUDA_CE_CHUNK * ld;  // (ld, C): wte16 and ld - v zero rows
+  // Both GEMMs run over the padded vocabulary ld: with an odd V (50257) cuBLAS can only pick
+  // narrow-alignment kernels (measured on an H200: 70-84 TFLOP/s, 15.7 of the step's 93 ms); with
+  // ld (a multiple of 128) it takes the sm_90 tensor-core kernels. The copy (V C bf16, 77 MB for
+  // GPT-2) costs tens of microseconds per call.
+  st.step = "copy wte16 into its padded copy";
+  if ((st.cuda = cudaMemcpyAsync(wte16p, wte16, sizeof(__nv_bfloat16) * (size_t)(v * c), cudaMemcpyDeviceToDevice,
+                                 s)) != cudaSuccess)
+    return st;
+  st.step = "zero the padded rows of wte16";
+  if ((st.cuda = cudaMemsetAsync(wte16p + v * c, 0, sizeof(__nv_bfloat16) * (size_t)((ld - v) * c), s)) != cudaSuccess)
+    return st;
   const bool grad = dh != nullptr;
   for (int64_t r0 = 0; r0 < n_active; r0 += CUDA_CE_CHUNK) {
     const int64_t m = std::min<int64_t>(CUDA_CE_CHUNK, n_active - r0);
     k_gather_rows_bf16<<<capped(m * c), BLOCK, 0, s>>>(hs16, hid, rows + r0, m, c);
     if (!(st = cuda_status_launch("lm_head_ce bf16 gather kernel")).ok()) return st;
-    if (!(st = cuda_gemm_bf16(h16, false, true, m, v, c, 1.0f, hs16, c, wte16, c, 0.0f, logits, ld)).ok()) return st;
+    if (!(st = cuda_gemm_bf16(h16, false, true, m, ld, c, 1.0f, hs16, c, wte16p, c, 0.0f, logits, ld)).ok()) return st;
     k_ce_rows<<<(unsigned)m, CE_THREADS, 0, s>>>(logits, grad ? dl16 : nullptr, loss_rows, rows + r0, targets, weight,
                                                  v, ld, grad);
     if (!(st = cuda_status_launch("lm_head_ce bf16 row kernel")).ok()) return st;
     if (dh) {
-      if (!(st = cuda_gemm_bf16(h16, false, false, m, c, v, 1.0f, dl16, ld, wte16, c, 0.0f, dhs, c)).ok()) return st;
+      if (!(st = cuda_gemm_bf16(h16, false, false, m, c, ld, 1.0f, dl16, ld, wte16p, c, 0.0f, dhs, c)).ok()) return st;
       k_scatter_rows<<<capped(m * c), BLOCK, 0, s>>>(dh, dhs, rows + r0, m, c);
       if (!(st = cuda_status_launch("lm_head_ce scatter kernel")).ok()) return st;
     }

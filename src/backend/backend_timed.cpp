@@ -5,7 +5,13 @@
 
 namespace mira {
 
+TimedBackend::Clock::time_point TimedBackend::start() {
+  if (fence_) fence_();
+  return Clock::now();
+}
+
 void TimedBackend::add_time(const char* op, Clock::time_point t0) {
+  if (fence_) fence_();
   OpTime& o = totals_[op];
   o.seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   o.calls += 1;
@@ -14,7 +20,7 @@ void TimedBackend::add_time(const char* op, Clock::time_point t0) {
 // Wraps one forwarded call: time it and book it under `op`.
 #define MIRA_TIMED(op, call)          \
   do {                                \
-    const auto t0_ = Clock::now();    \
+    const auto t0_ = start();         \
     call;                             \
     add_time(op, t0_);                \
   } while (0)
@@ -75,8 +81,9 @@ void TimedBackend::embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wp
 }
 void TimedBackend::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
                                   int64_t n, int64_t in, int64_t out, int64_t r) {
-  // The base product dominates (the LoRA term is one extra r-deep block): counted as a base GEMM.
-  MIRA_TIMED("gemm.base", inner_->linear_forward(y, x, w, bias, u, bl, lora_scale, n, in, out, r));
+  // The base product dominates (the LoRA term is one extra r-deep block): a base GEMM, booked apart
+  // from the backward's base GEMMs.
+  MIRA_TIMED("gemm.base.forward", inner_->linear_forward(y, x, w, bias, u, bl, lora_scale, n, in, out, r));
 }
 void TimedBackend::bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) {
   MIRA_TIMED("bias_broadcast", inner_->bias_broadcast(y, bias, n, m));

@@ -2,10 +2,12 @@
 // wall time of each call to a per-op total (a GEMM is keyed by its role, "gemm.lora" when one of
 // m, n, k is a LoRA rank-sized dimension, else "gemm.base"). Used by bench/train_cpu_main.cpp when
 // MIRA_PROFILE=1; when profiling is off this class is simply not constructed, so it costs nothing.
-// Timing is only meaningful for a synchronous backend (the CPU one): each call has finished when it
-// returns.
+// Timing is only meaningful when each call has finished when it returns: true of the CPU backend;
+// for an asynchronous one (CUDA) pass a `fence` that waits for the device (cudaDeviceSynchronize):
+// it runs before and after every forwarded call, so each op is timed alone (bench/train_gpu_main.cpp).
 #pragma once
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,7 +23,8 @@ struct OpTime {
 
 class TimedBackend : public Backend {
  public:
-  explicit TimedBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  explicit TimedBackend(std::unique_ptr<Backend> inner, std::function<void()> fence = {})
+      : inner_(std::move(inner)), fence_(std::move(fence)) {}
   // Per-op totals since construction or the last reset().
   const std::map<std::string, OpTime>& totals() const { return totals_; }
   void reset() { totals_.clear(); }
@@ -76,8 +79,10 @@ class TimedBackend : public Backend {
 
  private:
   using Clock = std::chrono::steady_clock;
-  void add_time(const char* op, Clock::time_point t0);
+  Clock::time_point start();  // fence, then now
+  void add_time(const char* op, Clock::time_point t0);  // fence, then book now - t0 under op
   std::unique_ptr<Backend> inner_;
+  std::function<void()> fence_;
   std::map<std::string, OpTime> totals_;
 };
 
