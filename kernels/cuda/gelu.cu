@@ -1,4 +1,6 @@
 // GELU forward/backward kernels (see gelu.h).
+#include <cstdint>
+
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/gelu.h"
 
@@ -43,35 +45,70 @@ __device__ inline float gelu_inner(float v) {  // K * (v + C*v*v*v)
   return mul(GELU_K, add(v, mul(mul(mul(GELU_C, v), v), v)));
 }
 
-__global__ void k_gelu_forward(float* y, const float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    y[i] = mul(mul(0.5f, v), add(1.0f, tanh_f32(gelu_inner(v))));
+__device__ inline float gelu_fwd(float v) { return mul(mul(0.5f, v), add(1.0f, tanh_f32(gelu_inner(v)))); }
+
+__device__ inline float gelu_bwd(float dy, float v) {
+  const float th = tanh_f32(gelu_inner(v));
+  const float sech2 = sub(1.0f, mul(th, th));
+  const float g = add(mul(0.5f, add(1.0f, th)),
+                      mul(mul(mul(mul(0.5f, v), sech2), GELU_K), add(1.0f, mul(mul(GELU_3C, v), v))));
+  return mul(dy, g);
+}
+
+// Grid-stride over groups of 4 elements: float4 loads and stores when every pointer is 16-byte
+// aligned (vec; the group count is then n / 4 and the tail is done element by element), else 4
+// scalar elements per step. Four independent tanh per thread hide the latency of the division;
+// the per-element operations are unchanged (bitwise equal to the CPU).
+__global__ void k_gelu_forward(float* y, const float* x, int64_t n, bool vec) {
+  const int64_t groups = vec ? n / 4 : (n + 3) / 4;
+  for (int64_t g = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < groups; g += (int64_t)gridDim.x * blockDim.x) {
+    if (vec) {
+      float4 v = reinterpret_cast<const float4*>(x)[g];
+      v.x = gelu_fwd(v.x), v.y = gelu_fwd(v.y), v.z = gelu_fwd(v.z), v.w = gelu_fwd(v.w);
+      reinterpret_cast<float4*>(y)[g] = v;
+    } else {
+      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) y[i] = gelu_fwd(x[i]);
+    }
+  }
+  if (vec && blockIdx.x == 0 && threadIdx.x < n % 4) {  // the tail after the float4 groups
+    const int64_t i = n / 4 * 4 + threadIdx.x;
+    y[i] = gelu_fwd(x[i]);
   }
 }
 
-__global__ void k_gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    const float th = tanh_f32(gelu_inner(v));
-    const float sech2 = sub(1.0f, mul(th, th));
-    const float g = add(mul(0.5f, add(1.0f, th)),
-                        mul(mul(mul(mul(0.5f, v), sech2), GELU_K), add(1.0f, mul(mul(GELU_3C, v), v))));
-    dx[i] = mul(dy[i], g);
+__global__ void k_gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool vec) {
+  const int64_t groups = vec ? n / 4 : (n + 3) / 4;
+  for (int64_t g = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < groups; g += (int64_t)gridDim.x * blockDim.x) {
+    if (vec) {
+      const float4 v = reinterpret_cast<const float4*>(x)[g];
+      float4 d = reinterpret_cast<const float4*>(dy)[g];
+      d.x = gelu_bwd(d.x, v.x), d.y = gelu_bwd(d.y, v.y), d.z = gelu_bwd(d.z, v.z), d.w = gelu_bwd(d.w, v.w);
+      reinterpret_cast<float4*>(dx)[g] = d;
+    } else {
+      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) dx[i] = gelu_bwd(dy[i], x[i]);
+    }
+  }
+  if (vec && blockIdx.x == 0 && threadIdx.x < n % 4) {
+    const int64_t i = n / 4 * 4 + threadIdx.x;
+    dx[i] = gelu_bwd(dy[i], x[i]);
   }
 }
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
 
 }  // namespace
 
 CudaStatus cuda_gelu_forward(cudaStream_t s, float* y, const float* x, int64_t n) {
-  k_gelu_forward<<<(unsigned)std::min<int64_t>(grid_for(n), MAX_GRID), BLOCK, 0, s>>>(y, x, n);
+  const bool vec = aligned16(y) && aligned16(x);
+  k_gelu_forward<<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(y, x, n, vec);
   return cuda_status_launch("gelu_forward kernel");
 }
 
 CudaStatus cuda_gelu_backward(cudaStream_t s, float* dx, const float* dy, const float* x, int64_t n) {
-  k_gelu_backward<<<(unsigned)std::min<int64_t>(grid_for(n), MAX_GRID), BLOCK, 0, s>>>(dx, dy, x, n);
+  const bool vec = aligned16(dx) && aligned16(dy) && aligned16(x);
+  k_gelu_backward<<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(dx, dy, x, n, vec);
   return cuda_status_launch("gelu_backward kernel");
 }
 

@@ -22,6 +22,7 @@
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/lm_head_ce.h"
 #include "kernels/cuda/reduce.h"
+#include "kernels/cuda/skinny_gemm.h"
 #include "backend/frozen_ranges.h"
 #include "runtime/check_cuda.h"
 #include "runtime/error.h"
@@ -123,6 +124,12 @@ class CudaBackend final : public Backend {
         return;
       }
     }
+    if (cuda_skinny_gemm_applies(ta, tb, m, n, k)) {  // the LoRA products (kernels/cuda/skinny_gemm.h)
+      const int64_t need = cuda_skinny_gemm_scratch(ta, tb, m, n, k);
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc,
+                                     need > 0 ? workspace(need) : nullptr));
+      return;
+    }
     MIRA_CHECK_OP(cuda_gemm(blas_, ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc));
   }
   void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
@@ -177,6 +184,13 @@ class CudaBackend final : public Backend {
   // With w frozen in bf16 the base product takes gemm's bf16 path (x converted, W's bf16 copy).
   void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override {
+    if (!u.empty() && !bias.empty() && cuda_rank_update_bias_applies(n, out, r)) {
+      // y = bias + s u B^T in one write (kernels/cuda/skinny_gemm.h), then the base GEMM adds x W.
+      check_writable(y, "linear_forward output");
+      MIRA_CHECK_OP(cuda_rank_update_bias(stream_, true, n, out, r, lora_scale, P(u), r, P(bl), r, P(bias), P(y), out));
+      gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
+      return;
+    }
     bias_broadcast(y, bias, n, out);
     gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
     if (!u.empty()) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);

@@ -1,0 +1,51 @@
+// Skinny fp32 GEMMs: the LoRA products, where one dimension is the adapter rank r (a few to 64).
+// cuBLAS runs them as general GEMMs with split-k and tiles mostly idle (measured on an H200 at the
+// GPT-2 124M shape, B 8 x T 1024, r 16: about 9 ms of a 93 ms step in fp32 GEMM kernels for
+// products that only need to stream their big operand once, about 1.5 ms). Three kernel families,
+// all row-major like cuda_gemm, C (m, n) = alpha op(A) op(B) + beta C (C not read when beta == 0):
+//  - thin output  (!trans_a, n <= 64):            C (m, n) = A (m, k) op(B) (k, n), e.g. u = x A^T,
+//    du = s dy B. One warp per group of rows; lanes stride over k (coalesced row reads), each lane
+//    keeps n partial sums per row, a warp butterfly adds them.
+//  - long k       (trans_a, min(m, n) <= 64, !trans_b): C = A^T B with A (k, m), B (k, n) both
+//    tall, e.g. gB = s dy^T u, gA = du^T x. Pass 1: each block sums a chunk of k rows for a tile of
+//    the big dimension (one thread per big column, coalesced) into a partial (chunk, small, big);
+//    pass 2 adds the chunks in order and applies alpha/beta.
+//  - rank update  (!trans_a, k <= 64):            C = A (m, k) op(B) (k, n) + beta C, e.g.
+//    dx += du A, and with a bias instead of beta C the LoRA forward y = bias + s u B^T
+//    (cuda_rank_update_bias). One thread per output column keeps its op(B) column in registers
+//    and streams rows of C: one read and one write of C.
+// Every sum has a fixed order (no atomics): deterministic run to run; it differs from the CPU and
+// from cuBLAS only by fp32 summation order.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/status.h"
+
+namespace mira {
+
+// Largest small dimension (rank) the kernels take.
+constexpr int64_t CUDA_SKINNY_MAX = 64;
+
+// Whether cuda_skinny_gemm handles this shape (else use cuda_gemm). Also requires the big
+// dimensions to be large enough that the custom kernels pay (>= 256 rows/columns).
+bool cuda_skinny_gemm_applies(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
+// Floats of device scratch cuda_skinny_gemm needs for this shape (0 for most shapes).
+int64_t cuda_skinny_gemm_scratch(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
+// C = alpha op(A) op(B) + beta C for a shape cuda_skinny_gemm_applies accepts; scratch holds
+// cuda_skinny_gemm_scratch floats. Leading dimensions in elements, as cuda_gemm.
+CudaStatus cuda_skinny_gemm(cudaStream_t s, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                            int64_t ldc, float* scratch);
+
+// The first half of a LoRA linear layer's forward (CudaBackend::linear_forward): C (m, n) =
+// alpha A (m, k) op(B) + bias (n) on every row, C written without being read, for the rank-update
+// shapes (cuda_rank_update_bias_applies). The base GEMM then accumulates x W onto C (beta 1): two
+// passes over C instead of four (bias broadcast, base GEMM, LoRA update).
+bool cuda_rank_update_bias_applies(int64_t m, int64_t n, int64_t k);
+CudaStatus cuda_rank_update_bias(cudaStream_t s, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                 const float* a, int64_t lda, const float* b, int64_t ldb, const float* bias, float* c,
+                                 int64_t ldc);
+
+}  // namespace mira
