@@ -15,7 +15,7 @@
 #   summary.txt                  one line per step: exit code (124 = cut by its limit), seconds
 # usage: bench/gpu_session.sh [--budget 570] [--bin DIR] [--out DIR]
 # --bin: the folder holding mira_hpc, test_gpu, test_gpu_mpi_*, bench_kernels, train_gpu_main and
-# bench_exchange_device; default .bundle/bin after sourcing .bundle/env.sh (scripts/device-bundle.sh
+# bench_exchange_device; default $MIRA_BUNDLE_BIN (the unpacked binaries) after sourcing .bundle/env.sh (scripts/device-bundle.sh
 # --gpu-session), else ${MIRA_BUILD_DIR:-build/ci} (a build tree: binaries at the top and in bench/).
 # The peer's Python: $MIRA_PY, else /root/mira-venv/bin/python when present, else python3.
 # Exit code 0 when every step ran to its end with exit code 0 (or 77: skipped, no GPU), else 1
@@ -37,7 +37,7 @@ mkdir -p "$out"
 if [ -z "$bin" ] && [ -f "$root/.bundle/env.sh" ]; then
   # shellcheck disable=SC1091
   source "$root/.bundle/env.sh"
-  bin=$root/.bundle/bin
+  bin=$MIRA_BUNDLE_BIN
 fi
 if [ -z "$bin" ]; then
   bin=${MIRA_BUILD_DIR:-build/ci}

@@ -9,7 +9,8 @@
 #   scripts/device-bundle.sh [--bin build-cuda/test_gpu --bin build-cuda/mira_hpc ...] [--gpu-session BUILD]
 # --gpu-session BUILD adds what bench/gpu_session.sh runs from the CUDA build tree BUILD: mira_hpc, test_gpu,
 # test_gpu_mpi_nccl_exchange, test_gpu_mpi_staged_exchange, bench/bench_kernels,
-# bench/train_gpu_main, bench/bench_exchange_device (all into .bundle/bin).
+# bench/train_gpu_main, bench/bench_exchange_device (all into .bundle/bin, stripped and xz-compressed;
+# env.sh unpacks them into .bundle/root/bin and exports that folder as MIRA_BUNDLE_BIN, first on PATH).
 # Environment: MIRA_BUNDLE_DIR (default <repo>/.bundle); MIRA_BUNDLE_BASELINE = a file with the
 # package names installed on the device (`dpkg-query -W -f '${Package}\n'` run there) to bundle only
 # what it lacks; without it, a bare debian:bookworm image is assumed (the list below).
@@ -83,7 +84,12 @@ echo "  ${need[*]}" >&2
 rm -rf "$out"
 mkdir -p "$out/debs" "$out/bin"
 (cd "$out/debs" && apt-get download "${need[@]}" >&2)
-for b in "${bins[@]}"; do cp "$b" "$out/bin/"; done
+# Binaries travel stripped and xz-compressed (about 4x smaller: the transfer limit is 64 MiB with
+# the tree); env.sh unpacks them into root/bin on first use.
+for b in "${bins[@]}"; do
+  strip --strip-unneeded -o "$out/bin/$(basename "$b")" "$b"
+  xz -6 -T2 "$out/bin/$(basename "$b")"
+done
 printf '%s\n' "${need[@]}" > "$out/packages.txt"
 
 cat > "$out/env.sh" <<'ENV'
@@ -116,10 +122,22 @@ PY
   ln -sf mpirun.openmpi "$_r/usr/bin/mpirun"
   ln -sf mpiexec.openmpi "$_r/usr/bin/mpiexec"
   ln -sf ../libpsm1/libpsm_infinipath.so.1.16 "$_r/usr/lib/x86_64-linux-gnu/libpsm_infinipath.so.1"
+  mkdir -p "$_r/bin"
+  for _x in "$MIRA_BUNDLE"/bin/*.xz; do
+    [ -f "$_x" ] || continue
+    _o=$_r/bin/$(basename "$_x" .xz)
+    if command -v xz > /dev/null; then
+      xz -dc "$_x" > "$_o"
+    else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$_x" "$_o"
+    fi
+    chmod +x "$_o"
+  done
   touch "$_r/.unpacked"
 fi
 _lib=$_r/usr/lib/x86_64-linux-gnu
-export PATH=$MIRA_BUNDLE/bin:$_r/usr/bin:$PATH
+export MIRA_BUNDLE_BIN=$_r/bin                   # the unpacked binaries (bin/ holds them xz-compressed)
+export PATH=$MIRA_BUNDLE_BIN:$_r/usr/bin:$PATH
 # Some bookworm packages still install under /lib (before the /usr merge): both trees.
 export LD_LIBRARY_PATH=$_lib:$_r/lib/x86_64-linux-gnu:$_lib/openmpi/lib:$_lib/openblas-openmp:$_lib/pmix2/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export OPAL_PREFIX=$_r/usr                       # OpenMPI: install prefix moved from /usr
