@@ -20,30 +20,45 @@ int width_for(int64_t s) { return s <= 16 ? 16 : s <= 32 ? 32 : 64; }
 
 // Thin output: C (m, n <= R) = alpha A (m, k) op(B) + beta C. Warp w of block b owns rows
 // (b * TO_WARPS + w) * ROWS .. + ROWS - 1; lane l sums k indices l, l + 32, ...; then one butterfly
-// per (row, column) gives every lane the total. op(B)[kk, q] = tb ? b[q ldb + kk] : b[kk ldb + q].
+// per (row, column) gives every lane the total. op(B)[kk, q] = tb ? b[q ldb + kk] : b[kk ldb + q],
+// staged KC rows at a time in shared memory (coalesced loads for either layout; row stride R + 1 so
+// the 32 lanes reading one column hit 32 banks). KC is a multiple of 32, so lane l still sums the
+// k indices l mod 32 in ascending order.
 template <int R>
 __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t m, int n, int64_t k, int64_t lda,
                               int64_t ldb, int64_t ldc, bool tb, float alpha, float beta) {
-  constexpr int ROWS = 64 / R;  // 64 accumulators per lane
+  constexpr int ROWS = 64 / R;   // 64 accumulators per lane
+  constexpr int KC = 4096 / R;   // staged rows of op(B): KC (R + 1) floats, about 17 KB
+  __shared__ float sb[KC][R + 1];
   const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
   const int64_t i0 = ((int64_t)blockIdx.x * TO_WARPS + warp) * ROWS;
-  if (i0 >= m) return;  // the whole warp leaves together; no block barrier below
   float acc[ROWS][R];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r)
 #pragma unroll
     for (int q = 0; q < R; ++q) acc[r][q] = 0.0f;
-  for (int64_t kk = lane; kk < k; kk += WARP) {
-    float bv[R];
+  for (int64_t k0 = 0; k0 < k; k0 += KC) {
+    const int kc = (int)(k - k0 < KC ? k - k0 : KC);
+    __syncthreads();  // every warp is done with the previous chunk
+    for (int e = threadIdx.x; e < KC * R; e += blockDim.x) {
+      const int kk = tb ? e % KC : e / R, q = tb ? e / KC : e % R;  // consecutive threads, consecutive addresses
+      sb[kk][q] = kk < kc && q < n ? (tb ? b[q * ldb + k0 + kk] : b[(k0 + kk) * ldb + q]) : 0.0f;
+    }
+    __syncthreads();
+    if (i0 >= m) continue;  // a warp past the last row still takes part in the barriers
+    for (int kk = lane; kk < kc; kk += WARP) {
+      float bv[R];
 #pragma unroll
-    for (int q = 0; q < R; ++q) bv[q] = q < n ? (tb ? b[q * ldb + kk] : b[kk * ldb + q]) : 0.0f;
+      for (int q = 0; q < R; ++q) bv[q] = sb[kk][q];
 #pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      const float av = i0 + r < m ? a[(i0 + r) * lda + kk] : 0.0f;
+      for (int r = 0; r < ROWS; ++r) {
+        const float av = i0 + r < m ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
 #pragma unroll
-      for (int q = 0; q < R; ++q) acc[r][q] = fmaf(av, bv[q], acc[r][q]);
+        for (int q = 0; q < R; ++q) acc[r][q] = fmaf(av, bv[q], acc[r][q]);
+      }
     }
   }
+  if (i0 >= m) return;  // after the last barrier; the whole warp leaves together
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
 #pragma unroll
