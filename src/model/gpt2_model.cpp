@@ -28,8 +28,7 @@ struct Gpt2Model::Acts {
     DFloat resid_mid;                // (N, C) x + attention branch
     DFloat ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
     DFloat fc, fc_gelu;              // (N, F)
-    DFloat u[LORA_MODULE_COUNT];     // (N, r) LoRA intermediate x A^T
-    DFloat xd[LORA_MODULE_COUNT];    // (N, in) dropped-out LoRA input (only with dropout)
+    DFloat u[LORA_MODULE_COUNT];     // (N, r) LoRA intermediate dropout(x) A^T
   };
   std::vector<DFloat> resid;  // L+1 of (N, C): input of each layer, then the final hidden state
   std::vector<PerLayer> layer;
@@ -43,6 +42,11 @@ struct Gpt2Model::Acts {
   DFloat datty;       // (N, C)
   DFloat dfc;         // (N, F)
   DFloat du;          // (N, r)
+  // (N, max in) the dropped-out LoRA input of the module at hand (only with LoRA dropout): written
+  // by the forward for u, and again by the backward for gA from the layer's saved input. The mask is
+  // a pure function of its indices, so the backward's copy is bitwise the forward's; nothing per
+  // layer is kept (26% of the activations for the paper's targets).
+  DFloat xd;
   DFloat dxl;         // (N, max in) LoRA input gradient before the dropout mask
   DFloat datt;        // attention scratch (Backend::attention_scratch_floats)
   DFloat ce_scratch;  // lm_head_ce scratch
@@ -170,17 +174,14 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
       take(pl.qkv, N * 3 * C), take(pl.att, A), take(pl.atty, N * C), take(pl.resid_mid, N * C);
       take(pl.ln2, N * C), take(pl.ln2_mean, N), take(pl.ln2_rstd, N);
       take(pl.fc, N * F), take(pl.fc_gelu, N * F);
-      for (LoraModule m : layout_.modules) {
-        const int64_t in = m == LoraModule::MLP_C_PROJ ? F : C;
-        take(pl.u[(int)m], N * r);
-        if (drop) take(pl.xd[(int)m], N * in);
-      }
+      for (LoraModule m : layout_.modules) take(pl.u[(int)m], N * r);
     }
     take(a.lnf, N * C), take(a.lnf_mean, N), take(a.lnf_rstd, N), take(a.tmp, N * C);
     take(a.weight, N), take(a.loss_rows, N);
     take(a.dres, N * C), take(a.dtmp, N * C), take(a.dbranch, N * C), take(a.dqkv, N * 3 * C);
     take(a.datty, N * C), take(a.dfc, N * F);
     take(a.du, N * r), take(a.dxl, N * std::max(C, F)), take(a.datt, AS);
+    if (drop) take(a.xd, N * std::max(C, F));
     take(a.ce_scratch, be_.lm_head_ce_scratch(C, cfg_.vocab_size));
     if (pass == 0) act_arena_ = be_.alloc_f32(total);
   }
@@ -278,7 +279,7 @@ void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_
   Acts::PerLayer& pl = acts_->layer[(size_t)layer];
   DFloat xin = x;
   if (dropout && lora_.dropout > 0) {
-    xin = pl.xd[(int)m].slice(0, n * in);
+    xin = acts_->xd.slice(0, n * in);
     be_.dropout(xin, x.slice(0, n * in), (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), false);
   }
   DFloat u = pl.u[(int)m];
@@ -306,7 +307,11 @@ void Gpt2Model::linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat
   DFloat gB = grad_.slice(bb->layer_offset(layer), out * r);
   Acts::PerLayer& pl = acts_->layer[(size_t)layer];
   const bool drop = dropout && lora_.dropout > 0;
-  DFloat xin = drop ? pl.xd[(int)m] : x;
+  DFloat xin = x;
+  if (drop) {  // the forward's dropout(x), recomputed (Acts::xd)
+    xin = acts_->xd.slice(0, n * in);
+    be_.dropout(xin, x.slice(0, n * in), (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), false);
+  }
   DFloat u = pl.u[(int)m];
   DFloat du = acts_->du;
   be_.gemm(true, false, out, r, n, s, dy, out, u, r, 0.0f, gB, r);     // gB = s dy^T u   (out, r)
