@@ -27,13 +27,17 @@ struct Gpt2Model::Acts {
     DFloat atty;                     // (N, C) attention output before c_proj
     DFloat resid_mid;                // (N, C) x + attention branch
     DFloat ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
-    DFloat fc, fc_gelu;              // (N, F)
+    DFloat fc;                       // (N, F) c_fc output (GELU's input)
     DFloat u[LORA_MODULE_COUNT];     // (N, r) LoRA intermediate dropout(x) A^T
   };
   std::vector<DFloat> resid;  // L+1 of (N, C): input of each layer, then the final hidden state
   std::vector<PerLayer> layer;
   DFloat lnf, lnf_mean, lnf_rstd;  // (N, C), (N), (N)
   DFloat tmp;                      // (N, C) branch output before the residual add
+  // (N, F) gelu(fc) of the layer at hand: written by the forward for mlp.c_proj, recomputed by the
+  // backward from the layer's saved fc when mlp.c_proj's input is needed there (its LoRA gA, or
+  // full fine-tuning). Not kept per layer: the same bits again, 4C of each layer's ~17C floats.
+  DFloat fc_gelu;
   DFloat weight, loss_rows;        // (N) loss weight mask/sum(mask), CE per row
   // backward
   DFloat dres, dtmp;  // (N, C)
@@ -173,10 +177,10 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
       take(pl.ln1, N * C), take(pl.ln1_mean, N), take(pl.ln1_rstd, N);
       take(pl.qkv, N * 3 * C), take(pl.att, A), take(pl.atty, N * C), take(pl.resid_mid, N * C);
       take(pl.ln2, N * C), take(pl.ln2_mean, N), take(pl.ln2_rstd, N);
-      take(pl.fc, N * F), take(pl.fc_gelu, N * F);
+      take(pl.fc, N * F);
       for (LoraModule m : layout_.modules) take(pl.u[(int)m], N * r);
     }
-    take(a.lnf, N * C), take(a.lnf_mean, N), take(a.lnf_rstd, N), take(a.tmp, N * C);
+    take(a.lnf, N * C), take(a.lnf_mean, N), take(a.lnf_rstd, N), take(a.tmp, N * C), take(a.fc_gelu, N * F);
     take(a.weight, N), take(a.loss_rows, N);
     take(a.dres, N * C), take(a.dtmp, N * C), take(a.dbranch, N * C), take(a.dqkv, N * 3 * C);
     take(a.datty, N * C), take(a.dfc, N * F);
@@ -350,8 +354,8 @@ void Gpt2Model::forward(int64_t b, int64_t t, bool dropout, const StepContext& c
     be_.residual_layernorm_forward(p.resid_mid.slice(0, N * C), p.ln2, p.ln2_mean, p.ln2_rstd, x,
                                    a.tmp.slice(0, N * C), W.ln2_w, W.ln2_b, N, C, eps);
     linear_forward(p.fc, p.ln2, W.fc_w, W.fc_b, N, C, F, l, LoraModule::MLP_C_FC, dropout, ctx);
-    be_.gelu_forward(p.fc_gelu, p.fc, N * F);
-    linear_forward(a.tmp, p.fc_gelu, W.fcproj_w, W.fcproj_b, N, F, C, l, LoraModule::MLP_C_PROJ, dropout, ctx);
+    be_.gelu_forward(a.fc_gelu.slice(0, N * F), p.fc.slice(0, N * F), N * F);
+    linear_forward(a.tmp, a.fc_gelu, W.fcproj_w, W.fcproj_b, N, F, C, l, LoraModule::MLP_C_PROJ, dropout, ctx);
     if (dr2.p > 0) be_.dropout(a.tmp.slice(0, N * C), a.tmp.slice(0, N * C), dr2.p, dr2.stream, dr2.base, false);
     // resid[l + 1] = resid_mid + mlp output, with the next LayerNorm (ln_1 of layer l + 1, or ln_f).
     DFloat next = a.resid[(size_t)l + 1].slice(0, N * C);
@@ -393,7 +397,9 @@ void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& 
       return g;
     };
     // MLP branch: resid[l+1] = resid_mid + drop(c_proj(gelu(c_fc(ln_2(resid_mid)))))
-    linear_backward(a.dfc, branch_grad(dr2), p.fc_gelu, W.fcproj_w, G.fcproj_w, G.fcproj_b, N, F, C, l,
+    if (full || lora_on_[(int)LoraModule::MLP_C_PROJ])  // its input, recomputed (Acts::fc_gelu)
+      be_.gelu_forward(a.fc_gelu.slice(0, N * F), p.fc.slice(0, N * F), N * F);
+    linear_backward(a.dfc, branch_grad(dr2), a.fc_gelu, W.fcproj_w, G.fcproj_w, G.fcproj_b, N, F, C, l,
                     LoraModule::MLP_C_PROJ, dropout, ctx, true);
     be_.gelu_backward(a.dfc.slice(0, N * F), a.dfc.slice(0, N * F), p.fc.slice(0, N * F), N * F);
     linear_backward(a.dtmp, a.dfc, p.ln2, W.fc_w, G.fc_w, G.fc_b, N, C, F, l, LoraModule::MLP_C_FC, dropout, ctx,
