@@ -1,4 +1,5 @@
-// Flash-style causal attention, forward and backward, in fp32 (see attention.h). No (T, T) matrix
+// Flash-style causal attention, forward and backward, in fp32 (see attention.h): the fp32 parity
+// mode, and the entry points, which hand the bf16 operand mode to attention_bf16.cu. No (T, T) matrix
 // is ever stored: scores, probabilities and their gradients live in shared-memory tiles of one
 // block. What each kernel fuses:
 //  - k_flash_forward: one block per (query tile of BR rows, batch*head). The q tile stays in shared
@@ -518,9 +519,10 @@ float keep_scale_of(const CudaDropout& d) { return d.p > 0.0f ? 1.0f / (1.0f - d
 }  // namespace
 
 CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const CudaDropout& drop) {
+                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16) {
   MIRA_CUDA_TRY(check_shape(b, t, c, nh));
   if (b == 0 || t == 0) return CudaStatus{};
+  if (bf16) return cuda_attention_forward_bf16(s, out, att, qkv, b, t, c, nh, drop);  // attention_bf16.cu
   const int64_t hd = c / nh;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
   float* lse = att;
@@ -533,9 +535,10 @@ CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const 
 
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
                                    const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
-                                   const CudaDropout& drop) {
+                                   const CudaDropout& drop, bool bf16) {
   MIRA_CUDA_TRY(check_shape(b, t, c, nh));
   if (b == 0 || t == 0) return CudaStatus{};
+  if (bf16) return cuda_attention_backward_bf16(s, dqkv, scratch, dout, qkv, att, b, t, c, nh, drop);
   const int64_t hd = c / nh, rows = b * nh * t;
   const float scale = 1.0f / std::sqrt((float)hd);
   const float* lse = att;

@@ -1,10 +1,14 @@
-// Causal multi-head self-attention on the device, flash style (fp32): no T x T matrix is ever kept
+// Causal multi-head self-attention on the device, flash style: no T x T matrix is ever kept
 // in device memory. Semantics of cpu_attention_forward/backward (kernels/cpu/attention.h): per
 // (batch, head) S = q k^T / sqrt(hd), keys j > i masked, P = softmax(S), optional dropout on P
 // (the same counter-based keep mask, recomputed from each element's index, never stored), out = P v.
 // The forward keeps the per-row logsumexp L of S and a copy of out; the backward recomputes P from
 // q, k and L tile by tile. See attention.cu for the kernels and the gradient derivation.
-// Compiled only; never run on a GPU yet (docs/cuda.md).
+// Two operand precisions (bf16 below): false = the fp32 kernels of attention.cu (CUDA cores, the
+// parity mode); true = the tensor-core kernels of attention_bf16.cu, every matmul on bf16 operands
+// with fp32 accumulation, the roundings of the CPU oracle (kernels/cpu/attention.h, bf16 = true).
+// Both keep the same saved state and scratch (the size functions below) and support head dims up
+// to 128 (padded to 32, 64 or 128) and any T.
 #pragma once
 #include <cstdint>
 
@@ -36,12 +40,19 @@ inline int64_t cuda_attention_scratch_floats(int64_t b, int64_t t, int64_t c, in
 
 // out (B, T, C) and att (cuda_attention_saved_floats) from qkv (B, T, 3C), on stream s.
 CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const CudaDropout& drop);
+                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false);
 
 // dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv and the forward's att; scratch
-// (cuda_attention_scratch_floats); drop: the forward's site.
+// (cuda_attention_scratch_floats); drop and bf16: the forward's.
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
                                    const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
-                                   const CudaDropout& drop);
+                                   const CudaDropout& drop, bool bf16 = false);
+
+// The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes already checked, b, t > 0.
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
+                                       int64_t c, int64_t nh, const CudaDropout& drop);
+CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                        const float* qkv, const float* att, int64_t b, int64_t t, int64_t c,
+                                        int64_t nh, const CudaDropout& drop);
 
 }  // namespace mira

@@ -1,7 +1,8 @@
 // The Backend interface: it owns device memory and runs every op of the model (DESIGN.md, Data
 // flow). Model code holds DSpan handles - (pointer, length) views that only a backend can open - and
 // moves data in and out with upload/download, so it never dereferences backend memory and a CUDA
-// backend slots in without touching model code. All ops are row-major float32; shapes in comments.
+// backend slots in without touching model code. All ops are row-major float32 (storage; the bf16
+// modes round operands only: freeze_weights, AttentionPrecision); shapes in comments.
 // Every op gives the same bits for any thread count (reductions over fixed blocks, in order).
 #pragma once
 #include <cstdint>
@@ -55,6 +56,16 @@ struct DropoutSite {
 enum class WeightPrecision { FP32, BF16 };
 inline const char* weight_precision_name(WeightPrecision p) { return p == WeightPrecision::BF16 ? "bf16" : "fp32"; }
 
+// Operand precision of the attention matmuls (Backend::attention_forward/backward): FP32, or BF16 =
+// every matmul operand (q, k, v, the dropped probabilities, dout, the score gradients) rounded to
+// bf16 (round to nearest even) with fp32 sums; softmax and logsumexp in fp32. kernels/cpu/attention.h
+// lists the roundings exactly. The model passes BF16 when its base weights are bf16
+// (model.base_precision), FP32 otherwise.
+enum class AttentionPrecision { FP32, BF16 };
+inline const char* attention_precision_name(AttentionPrecision p) {
+  return p == AttentionPrecision::BF16 ? "bf16" : "fp32";
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -98,14 +109,17 @@ class Backend {
   // (B, H, T, T) probabilities in att and uses a (B, H, T, T) scratch; the CUDA backend (flash-style
   // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) and a copy of out
   // (B, T, C) in att and the rows' rowsum(dout * out) (B, H, T) in scratch: no T x T matrix.
+  // prec: the matmul operand precision (AttentionPrecision); the sizes do not depend on it, and a
+  // backward must get the precision of its forward. FP32 is the parity mode (fp32 CUDA kernels);
+  // BF16 runs the CUDA tensor-core kernels (kernels/cuda/attention_bf16.cu) and the CPU's bf16 oracle.
   virtual int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
   virtual int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
   virtual void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
-                                 DFloat scratch, const DropoutSite& drop) = 0;
+                                 DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) = 0;
   // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv and the forward's att; drop: the forward's
   // site (masks are regenerated from their indices, never stored).
   virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const DropoutSite& drop) = 0;
+                                  int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) = 0;
   // out (B*T, C) = wte[ids] + wpe[position].
   virtual void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) = 0;
   virtual void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) = 0;  // y (N, M) = bias per row

@@ -187,20 +187,25 @@ void check_layernorm_gelu(Checker& k, const BackendCheckShape& sh) {
   k.compare("gelu_backward", {dg});
 }
 
+// Both operand precisions: the bf16 mode compares against the CPU's bf16 oracle (the same operands
+// rounded), so only the fp32 summation order differs, as for the fp32 mode.
 void check_attention(Checker& k, const BackendCheckShape& sh) {
   const int64_t b = sh.batch, t = sh.seq, c = sh.c, nh = sh.nh, n = b * t;
+  for (const AttentionPrecision prec : {AttentionPrecision::FP32, AttentionPrecision::BF16})
   for (const float p : {0.0f, 0.1f}) {
     const DropoutSite drop{p, 77, 1000};
-    const std::string tag = p > 0 ? "(dropout)" : "";
+    const bool bf = prec == AttentionPrecision::BF16;
+    const std::string tag = p > 0 ? (bf ? "(dropout, bf16)" : "(dropout)") : (bf ? "(bf16)" : "");
     Pair qkv = k.rand(n * 3 * c), out = k.zeros(n * c), dout = k.rand(n * c), dqkv = k.zeros(n * 3 * c);
     Pair att = k.sized(k.cand().attention_saved_floats(b, t, c, nh), k.ref().attention_saved_floats(b, t, c, nh));
     Pair scr = k.sized(k.cand().attention_scratch_floats(b, t, c, nh), k.ref().attention_scratch_floats(b, t, c, nh));
     both(k, [&](Backend& be, int s) {
-      be.attention_forward(side(out, s), side(att, s), side(qkv, s), b, t, c, nh, side(scr, s), drop);
+      be.attention_forward(side(out, s), side(att, s), side(qkv, s), b, t, c, nh, side(scr, s), drop, prec);
     });
     k.compare("attention_forward" + tag, {out});
     both(k, [&](Backend& be, int s) {
-      be.attention_backward(side(dqkv, s), side(scr, s), side(dout, s), side(qkv, s), side(att, s), b, t, c, nh, drop);
+      be.attention_backward(side(dqkv, s), side(scr, s), side(dout, s), side(qkv, s), side(att, s), b, t, c, nh, drop,
+                            prec);
     });
     k.compare("attention_backward" + tag, {dqkv});
   }

@@ -86,13 +86,16 @@ class CpuBackend final : public Backend {
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return b * nh * t * t;
   }
+  // prec BF16: the bf16 operand oracle of kernels/cpu/attention.h (rounded copies, fp32 sums).
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
-                         const DropoutSite& drop) override {
-    cpu_attention_forward<float>(P(out), P(att), P(qkv), b, t, c, nh, P(scratch), key(drop));
+                         const DropoutSite& drop, AttentionPrecision prec) override {
+    cpu_attention_forward<float>(P(out), P(att), P(qkv), b, t, c, nh, P(scratch), key(drop),
+                                 prec == AttentionPrecision::BF16);
   }
   void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                          int64_t c, int64_t nh, const DropoutSite& drop) override {
-    cpu_attention_backward<float>(P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh, key(drop));
+                          int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
+    cpu_attention_backward<float>(P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh, key(drop),
+                                  prec == AttentionPrecision::BF16);
   }
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
     cpu_embedding_forward<float>(P(out), P(ids), P(wte), P(wpe), b, t, c);

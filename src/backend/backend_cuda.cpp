@@ -153,7 +153,8 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x), n));
   }
   // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T) + a copy of out
-  // (B, T, C); scratch = rowsum(dout * out) (B, H, T), used by the backward only.
+  // (B, T, C); scratch = rowsum(dout * out) (B, H, T), used by the backward only. prec FP32: the fp32
+  // kernels (attention.cu); BF16: the tensor-core kernels (attention_bf16.cu), same state sizes.
   int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return cuda_attention_saved_floats(b, t, c, nh);
   }
@@ -161,18 +162,19 @@ class CudaBackend final : public Backend {
     return cuda_attention_scratch_floats(b, t, c, nh);
   }
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
-                         const DropoutSite& drop) override {
+                         const DropoutSite& drop, AttentionPrecision prec) override {
     check_attention(out, att, qkv, b, t, c, nh);
-    MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop)));
+    MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop),
+                                         prec == AttentionPrecision::BF16));
   }
   void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                          int64_t c, int64_t nh, const DropoutSite& drop) override {
+                          int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
     check_attention(dout, att, qkv, b, t, c, nh);
     MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
     MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
                "attention_backward: scratch smaller than attention_scratch_floats");
     MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh,
-                                          site(drop)));
+                                          site(drop), prec == AttentionPrecision::BF16));
   }
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
     MIRA_CHECK_OP(cuda_embedding_forward(stream_, P(out), P(ids), P(wte), P(wpe), b, t, c));

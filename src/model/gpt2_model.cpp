@@ -348,7 +348,7 @@ void Gpt2Model::forward(int64_t b, int64_t t, bool dropout, const StepContext& c
     // ln_1 of layer 0 here; of later layers fused into the previous layer's last residual add.
     if (l == 0) be_.layernorm_forward(p.ln1, p.ln1_mean, p.ln1_rstd, x, W.ln1_w, W.ln1_b, N, C, eps);
     linear_forward(p.qkv, p.ln1, W.attn_w, W.attn_b, N, C, 3 * C, l, LoraModule::C_ATTN, dropout, ctx);
-    be_.attention_forward(p.atty, p.att, p.qkv, b, t, C, H, a.datt, da);
+    be_.attention_forward(p.atty, p.att, p.qkv, b, t, C, H, a.datt, da, attention_precision());
     linear_forward(a.tmp, p.atty, W.proj_w, W.proj_b, N, C, C, l, LoraModule::ATTN_C_PROJ, dropout, ctx);
     if (dr1.p > 0) be_.dropout(a.tmp.slice(0, N * C), a.tmp.slice(0, N * C), dr1.p, dr1.stream, dr1.base, false);
     be_.residual_layernorm_forward(p.resid_mid.slice(0, N * C), p.ln2, p.ln2_mean, p.ln2_rstd, x,
@@ -408,7 +408,7 @@ void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& 
     // Attention branch: resid_mid = resid[l] + drop(c_proj(attn(c_attn(ln_1(resid[l])))))
     linear_backward(a.datty, branch_grad(dr1), p.atty, W.proj_w, G.proj_w, G.proj_b, N, C, C, l,
                     LoraModule::ATTN_C_PROJ, dropout, ctx, true);
-    be_.attention_backward(a.dqkv, a.datt, a.datty, p.qkv, p.att, b, t, C, H, da);
+    be_.attention_backward(a.dqkv, a.datt, a.datty, p.qkv, p.att, b, t, C, H, da, attention_precision());
     // Below layer 0's c_attn only the embeddings remain: LoRA training gives them no gradient.
     const bool need_dx = l > 0 || full;
     linear_backward(a.dtmp, a.dqkv, p.ln1, W.attn_w, G.attn_w, G.attn_b, N, C, 3 * C, l, LoraModule::C_ATTN, dropout,

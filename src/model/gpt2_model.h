@@ -78,10 +78,16 @@ class Gpt2Model {
   // and mlp.c_proj weight in bf16: their values are rounded to bf16 (irreversibly) and the GEMMs
   // reading them (linear layers, input gradients dy W^T, the tied LM head) take bf16 inputs with fp32
   // accumulation. LayerNorm parameters, biases, LoRA adapters, gradients and Adam state stay fp32.
+  // The attention matmuls follow: BF16 gives them bf16 operands too (AttentionPrecision::BF16,
+  // attention_precision()); softmax and sums stay fp32.
   // FP32 (the default) changes nothing. Call it before training; BF16 then FP32 is refused
   // (InternalError), and so is BF16 after full_train_step, whose weights are trained, not frozen.
   void set_base_precision(WeightPrecision p);
   WeightPrecision base_precision() const { return base_precision_; }
+  // The operand precision of the attention matmuls, from the base precision.
+  AttentionPrecision attention_precision() const {
+    return base_precision_ == WeightPrecision::BF16 ? AttentionPrecision::BF16 : AttentionPrecision::FP32;
+  }
 
   // Forward + backward (LoRA only) + clipping + one optimiser step; returns the batch loss
   // (computed before the update). LoRA dropout is active (when configured) keyed by ctx.

@@ -7,10 +7,12 @@
 //    mira_emu_cudaMalloc, ...) to the host shims of emu_runtime.cpp, so the emulated objects can be
 //    linked next to the real libcudart_static without clashing, and a call missing from the list
 //    below fails to link in a CUDA-off build instead of reaching a real driver.
-//  - Device code: threadIdx / blockIdx / blockDim / gridDim, __syncthreads, the warp shuffles and the
-//    intrinsics the kernels use, as plain IEEE host operations (compiled with -ffp-contract=off).
+//  - Device code: threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp, the warp
+//    shuffles, the WMMA API (nvcuda::wmma, m16n16k16 with bf16 inputs and fp32 accumulators) and
+//    the intrinsics the kernels use, as plain IEEE host operations (compiled with -ffp-contract=off).
 // Execution model (emu_runtime.cpp): a launch runs its blocks one after the other; the threads of a
-// block are fibers on one OS thread that switch only at __syncthreads and warp shuffles.
+// block are fibers on one OS thread that switch only at __syncthreads and warp-collective ops
+// (shuffles, __syncwarp, WMMA ops).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -20,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -36,6 +39,11 @@ void syncthreads();
 // (src = lane ^ arg for kXor, arg for kIdx); all 32 lanes of the warp must call it with a full mask.
 enum ShuffleKind { kXor, kIdx };
 uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, const char* what);
+// A warp-collective exchange (__syncwarp, the WMMA ops): the calling lane contributes `bytes` (<= 128)
+// from `in`; once all 32 lanes of the warp have arrived (at the same op `what`, else a device trap),
+// `all` (32 * bytes, may be null) receives every lane's contribution in lane order.
+void warp_exchange(const void* in, size_t bytes, void* all, const char* what);
+unsigned lane_id();  // the calling thread's lane (linear thread index % 32)
 // Storage of the block's dynamic shared memory (the launch's smem bytes), NaN-filled per block.
 void* dynamic_shared_raw();
 template <typename T>
@@ -126,6 +134,125 @@ template <typename T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
   return emu_shuffle(mask, v, ::emu::kIdx, src_lane, width, "__shfl_sync");
 }
+
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) ::emu::device_trap("__syncwarp with a partial mask (not emulated)");
+  ::emu::warp_exchange(nullptr, 0, nullptr, "__syncwarp");
+}
+
+// ---- WMMA (<mma.h>; the real header declares nothing without nvcc) ---------------------------------
+// Fragments of the m16n16k16 shape with __nv_bfloat16 inputs (matrix_a / matrix_b, row_major or
+// col_major) and float accumulators. The emulated layout (opaque to kernels, as on a GPU): lane l
+// holds elements 8l .. 8l + 7 of the 16 x 16 tile in row-major order (row e / 16, column e % 16).
+// Every op is warp-collective: all 32 lanes must reach the same op (a scheduling point, like a
+// shuffle); load/store check that the lanes pass the same pointer and ldm, the pointer 256-bit
+// aligned and ldm a multiple of 16 bytes (the CUDA documentation's rules). mma_sync sums each
+// output element as c + a_0 b_0 + ... + a_15 b_15 in fp32, in k order (a tensor core's order is
+// unspecified; products of two bf16 values are exact in fp32).
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "WMMA emulation: only the m16n16k16 shape");
+  static_assert(std::is_same<Use, accumulator>::value ? (std::is_same<T, float>::value && std::is_void<Layout>::value)
+                                                      : (std::is_same<T, __nv_bfloat16>::value &&
+                                                         (std::is_same<Layout, row_major>::value ||
+                                                          std::is_same<Layout, col_major>::value)),
+                "WMMA emulation: matrix_a/matrix_b of __nv_bfloat16 (row_major/col_major), float accumulators");
+  enum { num_elements = 8 };
+  T x[8];
+};
+
+namespace emu_detail {
+inline float to_f(float v) { return v; }
+inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+// The lanes' pointer and ldm must agree; alignment rules of load/store_matrix_sync.
+inline void check_operand(const void* p, unsigned ldm, size_t elem, const char* what) {
+  struct Op {
+    const void* p;
+    unsigned ldm;
+  } mine{p, ldm}, all[32];
+  ::emu::warp_exchange(&mine, sizeof mine, all, what);
+  for (const Op& o : all)
+    if (o.p != p || o.ldm != ldm)
+      ::emu::device_trap((std::string(what) + ": lanes of the warp pass different pointers or ldm").c_str());
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0)
+    ::emu::device_trap((std::string(what) + ": pointer not 256-bit aligned").c_str());
+  if ((ldm * elem) % 16 != 0) ::emu::device_trap((std::string(what) + ": ldm not a multiple of 16 bytes").c_str());
+}
+}  // namespace emu_detail
+
+template <typename Use, typename T, typename L>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, const T& v) {
+  ::emu::warp_exchange(nullptr, 0, nullptr, "wmma::fill_fragment");
+  for (T& e : f.x) e = v;
+}
+template <typename Use, typename L>
+inline void fill_fragment(fragment<Use, 16, 16, 16, __nv_bfloat16, L>& f, float v) {
+  fill_fragment(f, __float2bfloat16(v));
+}
+
+// matrix_a / matrix_b: element (r, c) of the tile at p[r * ldm + c] (row_major) or p[c * ldm + r].
+template <typename Use, typename L>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, L>& f, const __nv_bfloat16* p, unsigned ldm) {
+  emu_detail::check_operand(p, ldm, sizeof(__nv_bfloat16), "wmma::load_matrix_sync");
+  const unsigned lane = ::emu::lane_id();
+  for (int i = 0; i < 8; ++i) {
+    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
+    f.x[i] = std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r];
+  }
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm,
+                             layout_t layout) {
+  emu_detail::check_operand(p, ldm, sizeof(float), "wmma::load_matrix_sync");
+  const unsigned lane = ::emu::lane_id();
+  for (int i = 0; i < 8; ++i) {
+    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
+    f.x[i] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+  }
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm,
+                              layout_t layout) {
+  emu_detail::check_operand(p, ldm, sizeof(float), "wmma::store_matrix_sync");
+  const unsigned lane = ::emu::lane_id();
+  for (int i = 0; i < 8; ++i) {
+    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
+    (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[i];
+  }
+}
+
+// d = a b + c (d may be c): the whole tiles are exchanged across the warp, each lane computes its own
+// elements of d.
+template <typename LA, typename LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA>& a,
+                     const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB>& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c, bool satf = false) {
+  if (satf) ::emu::device_trap("wmma::mma_sync with satf (not emulated)");
+  struct Part {
+    float a[8], b[8], c[8];
+  } mine, all[32];
+  for (int i = 0; i < 8; ++i) mine.a[i] = emu_detail::to_f(a.x[i]), mine.b[i] = emu_detail::to_f(b.x[i]), mine.c[i] = c.x[i];
+  ::emu::warp_exchange(&mine, sizeof mine, all, "wmma::mma_sync");
+  // Tile element e (row-major) is all[e / 8].{a,b,c}[e % 8].
+  auto A = [&](unsigned r, unsigned k) { const unsigned e = r * 16 + k; return all[e / 8].a[e % 8]; };
+  auto B = [&](unsigned k, unsigned n) { const unsigned e = k * 16 + n; return all[e / 8].b[e % 8]; };
+  const unsigned lane = ::emu::lane_id();
+  for (int i = 0; i < 8; ++i) {
+    const unsigned e = lane * 8 + i, r = e / 16, n = e % 16;
+    float acc = all[e / 8].c[e % 8];
+    for (unsigned k = 0; k < 16; ++k) acc += A(r, k) * B(k, n);
+    d.x[i] = acc;
+  }
+}
+}  // namespace wmma
+}  // namespace nvcuda
 
 // Arithmetic intrinsics: round-to-nearest IEEE operations (this code is compiled with
 // -ffp-contract=off, so nothing is fused). Precision differences of the device's transcendental

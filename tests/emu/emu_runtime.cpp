@@ -1,10 +1,13 @@
 // The CPU emulator behind tests/emu (docs/cuda.md, "The CUDA backend on a CPU emulator"):
 //  1. the execution engine of translated kernels (cuda_emu.h): each block's threads are fibers
 //     (user-level threads, one stack each) on the calling OS thread; a fiber runs until it reaches
-//     __syncthreads or a warp shuffle, then the next runnable fiber of the block runs. Blocks run one
+//     __syncthreads or a warp-collective op (a shuffle, __syncwarp, a WMMA op: warp_exchange), then
+//     the next runnable fiber of the block runs. Blocks run one
 //     after the other. Misuse that hangs or is undefined on a GPU is reported as a launch failure
 //     naming the launch site: a barrier some threads never reach (exited or waiting elsewhere), a
-//     shuffle with a partial mask or in a partial warp, launch limits (block size, grid y/z, dynamic
+//     shuffle with a partial mask or in a partial warp, lanes of one warp at different collective ops
+//     (a shuffle here, a WMMA op there), WMMA pointers/ldm that differ across the lanes or are
+//     misaligned (cuda_emu.h), launch limits (block size, grid y/z, dynamic
 //     shared memory above 48 KB without cudaFuncSetAttribute, above sm_90's 227 KB).
 //     Shared memory (dynamic and static) is NaN-filled (0xFF bytes) per block, so reading it before
 //     writing shows up in the results. MIRA_EMU_ORDER=reverse runs the fibers of each phase (and the
@@ -53,6 +56,7 @@ namespace {
 
 constexpr size_t kSharedStatic = 48 * 1024;      // default limit per block (static + dynamic)
 constexpr size_t kSharedOptIn = 227 * 1024;      // sm_90 opt-in maximum per block
+constexpr size_t kExchangeBytes = 128;           // largest warp_exchange payload per lane
 #if defined(EMU_ASAN) || defined(EMU_TSAN)
 constexpr size_t kStack = 1024 * 1024;
 #else
@@ -144,6 +148,8 @@ struct Engine {
   std::vector<uint64_t> warp_gen;
   std::vector<unsigned> warp_arrived;
   std::vector<uint64_t> xchg;  // (warps, 2, 32)
+  std::vector<unsigned char> wx;  // (warps, 2, 32, kExchangeBytes): warp_exchange payloads
+  std::vector<const char*> warp_what;  // the collective op the current generation's first lane reached
   void (*body)(void*) = nullptr;
   void* ctx = nullptr;
   const LaunchConfig* cfg = nullptr;
@@ -266,8 +272,9 @@ void fail(const std::string& what) {
   if (E.failure.empty()) E.failure = what;
 }
 
+// 128-byte aligned, as a GPU's shared-memory window (WMMA loads/stores need 256-bit alignment).
 void* alloc_shared(size_t bytes) {
-  void* p = std::malloc(std::max<size_t>(bytes, 1));
+  void* p = std::aligned_alloc(128, (std::max<size_t>(bytes, 1) + 127) / 128 * 128);
   std::memset(p, 0xFF, bytes);  // NaN as float and double, -1 as integers
   return p;
 }
@@ -278,6 +285,7 @@ void run_block() {
   const unsigned nw = (E.nt + 31) / 32;
   E.warp_gen.assign(nw, 0);
   E.warp_arrived.assign(nw, 0);
+  E.warp_what.assign(nw, nullptr);
   E.dyn = E.cfg->smem ? static_cast<unsigned char*>(alloc_shared(E.cfg->smem)) : nullptr;
   E.arena = static_cast<unsigned char*>(alloc_shared(kSharedStatic));
 #if defined(EMU_TSAN)
@@ -305,8 +313,8 @@ void run_block() {
       unsigned bar = 0, warp = 0;
       for (unsigned i = 0; i < E.nt; ++i) bar += E.fibers[i]->state == Fiber::BARRIER, warp += E.fibers[i]->state == Fiber::WARP;
       fail("deadlock at " + site() + ": " + std::to_string(bar) + " threads wait at __syncthreads, " +
-           std::to_string(warp) + " at a warp shuffle, " + std::to_string(E.done) + " exited (of " +
-           std::to_string(E.nt) + "): a barrier or shuffle not reached by every thread that must reach it");
+           std::to_string(warp) + " at a warp shuffle / WMMA op, " + std::to_string(E.done) + " exited (of " +
+           std::to_string(E.nt) + "): a barrier or warp-collective op not reached by every thread that must reach it");
       break;
     }
   }
@@ -385,6 +393,7 @@ void run_grid(const void* kernel, const LaunchConfig& cfg, void (*body)(void*), 
   }
   while (E.fibers.size() < nt) E.fibers.push_back(new_fiber());
   if (E.xchg.size() < (nt + 31) / 32 * 64) E.xchg.resize((nt + 31) / 32 * 64);  // written before read
+  if (E.wx.size() < (nt + 31) / 32 * 64 * kExchangeBytes) E.wx.resize((nt + 31) / 32 * 64 * kExchangeBytes);
 #if defined(EMU_TSAN)
   if (E.warp_obj.size() < (nt + 31) / 32) E.warp_obj.resize((nt + 31) / 32);
 #endif
@@ -442,6 +451,19 @@ void syncthreads() {
 #endif
 }
 
+namespace {
+// Every lane of warp w must be at the same kind of collective op in one generation (a shuffle in some
+// lanes and a WMMA op in others is a divergence that hangs or is undefined on a GPU).
+void same_collective(unsigned w, const char* what) {
+  if (E.warp_arrived[w] == 0) {
+    E.warp_what[w] = what;
+  } else if (std::strcmp(E.warp_what[w], what) != 0) {
+    device_trap((std::string("lanes of one warp at different warp-collective ops: ") + E.warp_what[w] + " and " +
+                 what).c_str());
+  }
+}
+}  // namespace
+
 uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, const char* what) {
   if (!E.running) device_trap("warp shuffle outside a kernel");
   Fiber* f = E.cur;
@@ -450,6 +472,7 @@ uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, c
   if ((w + 1) * 32 > E.nt) device_trap((std::string(what) + " in a partial warp (block size not a multiple of 32)").c_str());
   const unsigned src = kind == kXor ? (lane ^ (unsigned)arg) & 31u : (unsigned)arg & 31u;
   const uint64_t g = E.warp_gen[w];
+  same_collective(w, "a warp shuffle");
   // Two slot sets by generation parity: a lane that runs ahead into the next shuffle writes the
   // other set, and cannot reach the one after before every lane has read this one.
   uint64_t* slots = &E.xchg[((size_t)w * 2 + (g & 1)) * 32];
@@ -470,6 +493,43 @@ uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, c
   __tsan_acquire(obj);
 #endif
   return slots[src];
+}
+
+void warp_exchange(const void* in, size_t bytes, void* all, const char* what) {
+  if (!E.running) device_trap((std::string(what) + " outside a kernel").c_str());
+  Fiber* f = E.cur;
+  if (bytes > kExchangeBytes) device_trap("warp_exchange payload too large");
+  const unsigned w = f->linear / 32, lane = f->linear % 32;
+  if ((w + 1) * 32 > E.nt) device_trap((std::string(what) + " in a partial warp (block size not a multiple of 32)").c_str());
+  const uint64_t g = E.warp_gen[w];
+  same_collective(w, what);
+  // Two slot sets by generation parity, as warp_shuffle: every lane copies the slots out right after
+  // it is resumed, before any lane can reach the next collective with the same parity.
+  unsigned char* slots = &E.wx[((size_t)w * 2 + (g & 1)) * 32 * kExchangeBytes];
+  if (bytes) std::memcpy(slots + lane * kExchangeBytes, in, bytes);
+#if defined(EMU_TSAN)
+  char* obj = &E.warp_obj[w][g & 1];
+  __tsan_release(obj);
+#endif
+  if (++E.warp_arrived[w] == 32) {
+    E.warp_arrived[w] = 0;
+    ++E.warp_gen[w];
+  } else {
+    f->state = Fiber::WARP;
+    f->gen = g;
+    yield();
+  }
+#if defined(EMU_TSAN)
+  __tsan_acquire(obj);
+#endif
+  if (all && bytes)
+    for (unsigned l = 0; l < 32; ++l)
+      std::memcpy(static_cast<unsigned char*>(all) + l * bytes, slots + l * kExchangeBytes, bytes);
+}
+
+unsigned lane_id() {
+  if (!E.running) device_trap("lane id outside a kernel");
+  return E.cur->linear % 32;
 }
 
 void* dynamic_shared_raw() {

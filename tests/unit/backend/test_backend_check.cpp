@@ -32,8 +32,8 @@ class DropsFirstAttentionOutput : public TimedBackend {
  public:
   DropsFirstAttentionOutput() : TimedBackend(backend_create_cpu()) {}
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
-                         DFloat scratch, const DropoutSite& drop) override {
-    TimedBackend::attention_forward(out, att, qkv, b, t, c, nh, scratch, drop);
+                         DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) override {
+    TimedBackend::attention_forward(out, att, qkv, b, t, c, nh, scratch, drop, prec);
     zero(out.slice(0, 1));
   }
 };
@@ -58,7 +58,8 @@ TEST(BackendCheck, CpuAgainstItselfPassesEveryOpExactly) {
     for (const char* op : {"gemm(NN)", "gemm(NT)", "gemm(TN)", "gemm(TT)", "linear_forward(lora)", "linear_forward",
                            "layernorm_forward", "residual_layernorm_forward", "layernorm_backward", "gelu_forward", "gelu_backward",
                            "attention_forward", "attention_backward", "attention_forward(dropout)",
-                           "attention_backward(dropout)", "embedding_forward", "embedding_backward", "bias_broadcast",
+                           "attention_backward(dropout)", "attention_forward(bf16)", "attention_backward(bf16)",
+                           "attention_forward(dropout, bf16)", "attention_backward(dropout, bf16)", "embedding_forward", "embedding_backward", "bias_broadcast",
                            "add+scale", "dropout", "colsum_accumulate", "sum", "sum_squares", "lm_head_ce(loss)",
                            "lm_head_ce(dh, dwte)", "adam_step", "gemm(NN, bf16 weight)", "gemm(NT, bf16 weight)",
                            "linear_forward(lora, bf16 weight)", "lm_head_ce(bf16 wte)"})
@@ -94,6 +95,7 @@ TEST(BackendCheck, OneWrongElementIsCaught) {
   const BackendCheckReport r = backend_check(wrong, *ref, BackendCheckShape());
   EXPECT_FALSE(find_op(r, "attention_forward")->ok);
   EXPECT_FALSE(find_op(r, "attention_forward(dropout)")->ok);
+  EXPECT_FALSE(find_op(r, "attention_forward(bf16)")->ok);
   EXPECT_TRUE(find_op(r, "attention_backward")->ok);  // the backward does not read the output
   EXPECT_NE(r.failures().find("attention_forward"), std::string::npos);
 }
