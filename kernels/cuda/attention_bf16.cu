@@ -37,8 +37,8 @@
 // into registers or a second buffer), and every block re-converts q/k/v (a bf16 copy of qkv made
 // once per call would halve the bytes and allow cp.async); only 4 warps per block with 53-136 KB of
 // shared memory; the per-element steps (softmax, dropout hash, dS) run 32 elements serially per
-// lane with 2-4-way bank conflicts on the fp32 score tiles; the dropout hash is evaluated per
-// element although one rng_at covers 4 consecutive indices.
+// lane with 2-4-way bank conflicts on the fp32 score tiles; the dK/dV kernel draws one rng_at per
+// dropout element (its lanes walk columns; the forward and dQ kernels reuse each draw for 4).
 #include <mma.h>
 
 #include <cmath>
@@ -119,12 +119,19 @@ __device__ inline void load_row_values(float* s, const float* g, int64_t bh, int
   for (int r = threadIdx.x; r < BR; r += NT) s[r] = i0 + r < t ? g[bh * t + i0 + r] : 0.0f;
 }
 
-// The dropout keep factor of (bh, i, j): keep_scale or 0 (attention.h, CudaDropout).
-__device__ inline float keep_of(const CudaDropout& drop, float keep_scale, int64_t bh, int64_t t, int64_t i,
-                                int64_t j) {
-  const uint64_t idx = drop.base + ((uint64_t)(bh * t + i) * (uint64_t)t + (uint64_t)j);
-  return dropout_keep_dev(drop.stream, idx, drop.threshold) ? keep_scale : 0.0f;
-}
+// The dropout keep factor of (bh, i, j): keep_scale or 0 (attention.h, CudaDropout), with the last
+// rng_at draw cached: one draw holds the 16-bit lanes of 4 consecutive mask indices, so a lane that
+// walks a row's columns in order (the forward, dQ) draws once per 4 elements instead of 4 times;
+// the dK/dV kernel walks a column (indices t apart) and draws every time. The same bits as
+// dropout_keep_dev.
+struct KeepCache {
+  uint64_t group = ~0ull, bits = 0;
+  __device__ float factor(const CudaDropout& drop, float keep_scale, int64_t bh, int64_t t, int64_t i, int64_t j) {
+    const uint64_t idx = drop.base + ((uint64_t)(bh * t + i) * (uint64_t)t + (uint64_t)j);
+    if ((idx >> 2) != group) group = idx >> 2, bits = rng_at(drop.stream, group);
+    return ((bits >> (16 * (idx & 3))) & 0xFFFFu) >= drop.threshold ? keep_scale : 0.0f;
+  }
+};
 
 // Warp-level: out (16, BC; stride LDS, fp32) = A (16, D; stride LDH) B^T with B (BC, D; stride LDH),
 // both bf16: the scores q k^T (or dO v^T, k q^T, v dO^T), unscaled.
@@ -250,12 +257,13 @@ __global__ void __launch_bounds__(NT)
     if (iw >= t || j0 > iw + 15) continue;
     product_abt<D>(Sw, Qs + 16 * warp * G::LDH, Ks);
     __syncwarp();
+    KeepCache kc;
     for (int x = 0; x < HALF; ++x) {
       const int64_t j = j0 + c0 + x;
       float p = 0.0f;
       if (i < t && j <= i) {
         p = expf(Sw[rr * G::LDS + c0 + x] * scale - m) * inv_l;  // as the CPU: exp(S - max) * (1 / sum)
-        if (dropping) p *= keep_of(drop, keep_scale, bh, t, i, j);
+        if (dropping) p *= kc.factor(drop, keep_scale, bh, t, i, j);
       }
       Pw[rr * G::LDP + c0 + x] = __float2bfloat16_rn(p);
     }
@@ -293,6 +301,7 @@ __device__ inline void tile_grads(bf16* Pd, bf16* dS, const float* S, const floa
   using G = Geo16<D>;
   const int lane = threadIdx.x % WARP, a = lane / 2, b0 = (lane % 2) * HALF;
   const bool dropping = drop.p > 0.0f;
+  KeepCache kc;
   for (int x = 0; x < HALF; ++x) {
     const int b = b0 + x;
     // TRANSPOSED: row a is key r0 + a, column b query c0 + b; else row a is query r0 + a, column b key c0 + b.
@@ -301,7 +310,7 @@ __device__ inline void tile_grads(bf16* Pd, bf16* dS, const float* S, const floa
     float pd = 0.0f, ds = 0.0f;
     if (i < t && j <= i) {
       const float p = expf(S[a * G::LDS + b] * scale - Ls[qi]);
-      const float z = dropping ? keep_of(drop, keep_scale, bh, t, i, j) : 1.0f;
+      const float z = dropping ? kc.factor(drop, keep_scale, bh, t, i, j) : 1.0f;
       pd = p * z;
       ds = p * (dP[a * G::LDS + b] * z - Ds[qi]) * scale;
     }
