@@ -462,6 +462,27 @@ void same_collective(unsigned w, const char* what) {
                  what).c_str());
   }
 }
+
+// The calling lane (fiber f) of warp w arrives at the warp's collective of generation g, its payload
+// already in slot set g & 1; it returns once all 32 lanes have arrived (the last one to arrive
+// opens the next generation and wakes the others).
+void warp_arrive_and_wait(Fiber* f, unsigned w, uint64_t g) {
+#if defined(EMU_TSAN)
+  char* obj = &E.warp_obj[w][g & 1];
+  __tsan_release(obj);
+#endif
+  if (++E.warp_arrived[w] == 32) {
+    E.warp_arrived[w] = 0;
+    ++E.warp_gen[w];
+  } else {
+    f->state = Fiber::WARP;
+    f->gen = g;
+    yield();
+  }
+#if defined(EMU_TSAN)
+  __tsan_acquire(obj);
+#endif
+}
 }  // namespace
 
 uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, const char* what) {
@@ -477,21 +498,7 @@ uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, c
   // other set, and cannot reach the one after before every lane has read this one.
   uint64_t* slots = &E.xchg[((size_t)w * 2 + (g & 1)) * 32];
   slots[lane] = bits;
-#if defined(EMU_TSAN)
-  char* obj = &E.warp_obj[w][g & 1];
-  __tsan_release(obj);
-#endif
-  if (++E.warp_arrived[w] == 32) {
-    E.warp_arrived[w] = 0;
-    ++E.warp_gen[w];
-  } else {
-    f->state = Fiber::WARP;
-    f->gen = g;
-    yield();
-  }
-#if defined(EMU_TSAN)
-  __tsan_acquire(obj);
-#endif
+  warp_arrive_and_wait(f, w, g);
   return slots[src];
 }
 
@@ -507,21 +514,7 @@ void warp_exchange(const void* in, size_t bytes, void* all, const char* what) {
   // it is resumed, before any lane can reach the next collective with the same parity.
   unsigned char* slots = &E.wx[((size_t)w * 2 + (g & 1)) * 32 * kExchangeBytes];
   if (bytes) std::memcpy(slots + lane * kExchangeBytes, in, bytes);
-#if defined(EMU_TSAN)
-  char* obj = &E.warp_obj[w][g & 1];
-  __tsan_release(obj);
-#endif
-  if (++E.warp_arrived[w] == 32) {
-    E.warp_arrived[w] = 0;
-    ++E.warp_gen[w];
-  } else {
-    f->state = Fiber::WARP;
-    f->gen = g;
-    yield();
-  }
-#if defined(EMU_TSAN)
-  __tsan_acquire(obj);
-#endif
+  warp_arrive_and_wait(f, w, g);
   if (all && bytes)
     for (unsigned l = 0; l < 32; ++l)
       std::memcpy(static_cast<unsigned char*>(all) + l * bytes, slots + l * kExchangeBytes, bytes);
