@@ -140,7 +140,7 @@ int run(int argc, char** argv) {
               (long long)cfg.n_embd, (long long)T, (long long)B, bench_json_escape(device).c_str(),
               (double)(total_b - free_b) / (1024.0 * 1024.0 * 1024.0), init_s,
               precision == WeightPrecision::BF16
-                  ? "bf16 frozen base weights, bf16 GEMM operands, fp32 accumulation; fp32 attention and LoRA"
+                  ? "bf16 frozen base weights, bf16 GEMM and attention operands, fp32 accumulation; fp32 LoRA"
                   : "fp32 parity (cuBLAS PEDANTIC, no TF32)");
   return 0;
 }
