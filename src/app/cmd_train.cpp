@@ -206,6 +206,7 @@ int command_train(const AppContext& ctx) {
   o.keep_optimizer = c.optim.keep_state;
   o.eval_every = c.eval.every;
   o.global_matrix = c.eval.global_matrix;
+  o.reproducible = c.federation.reproducible;
 
   std::unique_ptr<FederatedDataset> data;
   const std::vector<int> needed = FederatedRun::clients_needed(o, env.size, env.rank);
@@ -242,7 +243,7 @@ int command_train(const AppContext& ctx) {
                num.max_degree_client, num.max_pull);
   }
 
-  std::unique_ptr<Backend> backend = setup_backend(c, host.config);
+  std::unique_ptr<Backend> backend = setup_backend(c, host.config, &o.placement);  // GPU: device-resident adapters
   Gpt2Model model(*backend, host, setup_lora_config(c), setup_optim_config(c), c.run.seed);
   const WeightPrecision base_precision = setup_base_precision(c, backend->name(), /*full_finetune=*/false);
   model.set_base_precision(base_precision);

@@ -73,6 +73,7 @@ struct Config {
     double sample_fraction;  // f: m = max(1, round(f*K)) clients per round
     GraphSpec graph;
     uint64_t graph_seed;
+    bool reproducible;       // FedIT: gather + ordered sum (true) or ncclAllReduce (false, cuda + NCCL only)
   } federation;
   struct Mira {
     double lambda;

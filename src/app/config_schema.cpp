@@ -367,6 +367,12 @@ std::vector<ConfigKey> build_keys() {
   }
   keys.push_back(key_u64("federation", "graph_seed", 42, "seed of the random graph (authors' code: 42)",
                          [](Config& c) -> uint64_t& { return c.federation.graph_seed; }));
+  keys.push_back(key_bool("federation", "reproducible", true,
+                          "true: FedIT averages by gather + sum in client order (bitwise equal for any rank count); "
+                          "false: cuda with one GPU per rank sums with ncclAllReduce instead (faster, not bitwise "
+                          "reproducible across rank counts); ignored, with a log line, on cpu and with "
+                          "run.share_devices",
+                          [](Config& c) -> bool& { return c.federation.reproducible; }));
   // [mira]
   keys.push_back(key_double("mira", "lambda", 0.5, 0, HUGE_D, "graph regulariser strength (authors' code: 0.5 for NI)",
                             [](Config& c) -> double& { return c.mira.lambda; }));

@@ -100,7 +100,8 @@ std::string where_am_i() { return "rank " + std::to_string(runtime_rank()) + " o
 #ifdef MIRA_HAVE_CUDA
 // The CUDA backend on every rank, or "" with `why` set to the agreed reason it cannot be used. Each
 // step is agreed, so every rank takes the same backend and no rank waits in a collective alone.
-std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& model, std::string& why) {
+std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& model, std::string& why,
+                                          AdapterPlacement* placement) {
   const DeviceReport dev = devices_query();
   why = agreed_failure([&] {
     if (dev.devices.empty()) throw UserError(where_am_i() + " sees no usable GPU: " + dev.unavailable);
@@ -142,18 +143,24 @@ std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& mod
            "in %.2f s",
            bind.device, gpu.name.c_str(), bind.uuid.c_str(), bind.reason.c_str(), bind.any_shared ? "; GPUs shared" : "",
            rep.count_ok(), rep.tolerance, rep.seconds);
+  if (placement) {
+    placement->device = bind.device;
+    placement->shared = bind.any_shared;
+    placement->stream = backend_cuda_stream(*be);
+  }
   return be;
 }
 #endif
 
 }  // namespace
 
-std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model) {
+std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model, AdapterPlacement* placement) {
+  if (placement) *placement = AdapterPlacement{};
   if (c.run.backend == BackendKind::CPU) return backend_create_cpu();
   const char* kind = c.run.backend == BackendKind::CUDA ? "cuda" : "auto";
   std::string why;
 #ifdef MIRA_HAVE_CUDA
-  if (std::unique_ptr<Backend> be = try_cuda_backend(c, model, why)) return be;
+  if (std::unique_ptr<Backend> be = try_cuda_backend(c, model, why, placement)) return be;
 #else
   (void)model;
   why = "this binary was built without the CUDA backend (nvcc not found or -DMIRA_CUDA=OFF)";

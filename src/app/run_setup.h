@@ -8,6 +8,7 @@
 #include "app/config.h"
 #include "backend/backend.h"
 #include "data/tokenizer.h"
+#include "fed/device_store.h"
 #include "model/gpt2_config.h"
 #include "model/gpt2_weights.h"
 #include "model/lora.h"
@@ -33,7 +34,10 @@ OptimConfig setup_optim_config(const Config& c);
 // and runs the start-up check against the CPU backend at `model`'s sizes (backend/backend_check.h);
 // any failure on any rank stops every rank with one message naming the rank, host and GPU. auto: the
 // same, but a failure falls back to cpu on every rank with a log line saying why.
-std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model);
+// placement (optional): where the federated loop keeps the client adapters: on the cuda backend
+// this rank's device, whether ranks share GPUs, and the backend's stream (fed/device_store.h);
+// device = -1 (host memory, MPI exchange) on the cpu backend.
+std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model, AdapterPlacement* placement = nullptr);
 // Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts
 // fresh ("" returned) or resumes from a checkpoint (its path returned, same on every rank):
 //   none   - fresh; a directory that already holds a run (marker file or checkpoints) is refused;

@@ -404,6 +404,11 @@ class CudaBackend final : public Backend {
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
+
+ public:
+  cudaStream_t stream() const { return stream_; }  // backend_cuda_stream
+
+ private:
   cublasHandle_t blas_ = nullptr;
   std::map<void*, size_t> blocks_;
   float* ws_ = nullptr;  // (ws_size_) internal scratch
@@ -422,6 +427,12 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> backend_create_cuda(int device) { return std::make_unique<CudaBackend>(device); }
+
+void* backend_cuda_stream(Backend& be) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&be);
+  MIRA_CHECK(cuda != nullptr, "backend_cuda_stream: backend '" + be.name() + "' is not the CUDA backend");
+  return cuda->stream();
+}
 
 }  // namespace mira
 #endif  // MIRA_HAVE_CUDA

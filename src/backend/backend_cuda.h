@@ -44,6 +44,10 @@ inline CudaDeviceChoice cuda_select_device(int device_count, int local_rank, int
 // stream, a cuBLAS handle in CUBLAS_PEDANTIC_MATH (no TF32). Throws InternalError (with the CUDA
 // error, e.g. cudaErrorInsufficientDriver) when the device cannot be used.
 std::unique_ptr<Backend> backend_create_cuda(int device);
+// The stream every op of a backend made by backend_create_cuda runs on (a cudaStream_t), for code
+// that orders its own device work with the backend's (src/fed/device_store.h: the adapter exchange
+// and the aggregation kernels). InternalError for any other backend.
+void* backend_cuda_stream(Backend& be);
 #endif
 
 }  // namespace mira

@@ -2,7 +2,7 @@
 // memory for ranks sharing a GPU. The rules are those of comm/exchange.h; the rank graph and each
 // round's plan come from the same functions as the MPI exchange (comm_layout_build,
 // comm_plan_round), so all three move the same adapters in the same order.
-// Built only with the CUDA backend (MIRA_HAVE_CUDA). NOT yet run on a GPU (docs/cuda.md).
+// Built only with the CUDA backend (MIRA_HAVE_CUDA). Multi-GPU NCCL verified on the emulator only (docs/cuda.md).
 #ifdef MIRA_HAVE_CUDA
 #include "comm/nccl_exchange.h"
 

@@ -13,9 +13,11 @@
 // With both, every AdapterLookup given to them returns DEVICE pointers (cudaMalloc'd, on this
 // rank's device), gather's `out` is a device pointer, and neighbour() returns device pointers.
 //
-// Built only with the CUDA backend (MIRA_HAVE_CUDA). STATUS: compiles; never run on a GPU
-// (docs/cuda.md): tests/gpu/mpi covers one-rank NCCL and 1-4 ranks sharing one GPU, and skips
-// without a device. Nothing here runs at static initialisation, so the binary starts without a driver.
+// Built only with the CUDA backend (MIRA_HAVE_CUDA). Used by the round loop on the cuda backend
+// through fed/device_store.h. STATUS (docs/cuda.md): on one GPU, NCCL at one rank and the staged
+// exchange at 1-4 ranks passed tests/gpu/mpi; multi-GPU NCCL (np >= 2) ran only on the CPU emulator
+// (NCCL emulated over MPI, tests/emu/nccl_emu.cpp). Nothing here runs at static initialisation, so
+// the binary starts without a driver.
 #pragma once
 #ifdef MIRA_HAVE_CUDA
 #include <cuda_runtime.h>

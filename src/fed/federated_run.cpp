@@ -6,6 +6,10 @@
 //   every eval_every rounds: owners evaluate their clients; rank 0 gathers and writes metrics
 // A client's data cursor and dropout step are functions of how often it was sampled before t, so
 // nothing but the adapter travels with it and a resumed run repeats the same numbers.
+// Host-resident states (owned_, visiting_, global_, MpiAdapterExchange) or device-resident ones
+// (dev_, fed/device_store.h): every step below picks one of the two; the host path is unchanged.
+// With dev_, device work is asynchronous, so the per-phase wall times charge it to the phase that
+// waits for it (the next host synchronisation).
 #include "fed/federated_run.h"
 
 #include <unistd.h>
@@ -62,14 +66,40 @@ FederatedRun::FederatedRun(const FederatedRunOptions& opts, MPI_Comm comm, Gpt2M
   std::vector<float> init(S_, 0.0f);    // adapter, then zero Adam moments when they are kept
   model_.initial_adapter(init.data());  // all clients start from the same adapter (MIRA.md, Setting)
   for (int k = 0; k < opts_.clients; ++k)
-    if (owner_[k] == rank_) owned_[k] = init;
-  if (opts_.algorithm == Algorithm::FEDIT) global_.assign(init.begin(), init.begin() + P_);
-  exchange_ = std::make_unique<MpiAdapterExchange>(comm_, owner_, graph_.neighbours, P_);
+    if (owner_[k] == rank_) owned_ids_.push_back(k);
+  const bool fedit = opts_.algorithm == Algorithm::FEDIT;
+  if (opts_.placement.device >= 0) {
+    // The CUDA backend: states in GPU memory, NCCL (or host-staged) exchange, aggregation kernels.
+    dev_ = device_store_create(comm_, opts_.placement, owner_, graph_, P_, S_, fedit, opts_.reproducible, init.data());
+    log_info("federation: client adapters in GPU memory; exchange: %s%s", dev_->exchange_name().c_str(),
+             fedit && !opts_.reproducible && !opts_.placement.shared ? "; FedIT sums with ncclAllReduce "
+                                                                         "(federation.reproducible = false)"
+                                                                       : "");
+  } else {
+    for (int k : owned_ids_) owned_[k] = init;
+    if (fedit) global_.assign(init.begin(), init.begin() + P_);
+    exchange_ = std::make_unique<MpiAdapterExchange>(comm_, owner_, graph_.neighbours, P_);
+    if (fedit && !opts_.reproducible)
+      log_info("federation.reproducible = false: ignored on the cpu backend (FedIT keeps gather + ordered sum)");
+  }
   for (int64_t t = 0; t < opts_.rounds; ++t)
     sample_history_.push_back(sampler_sample(opts_.seed, t, opts_.clients, opts_.sampled_per_round));
 }
 
 FederatedRun::~FederatedRun() = default;
+
+float* FederatedRun::state_slot(int k) {
+  if (dev_) return dev_->slot(k);
+  auto it = owned_.find(k);
+  if (it != owned_.end()) return it->second.data();
+  auto& v = visiting_[k];
+  v.resize(S_);
+  return v.data();
+}
+
+std::map<int, std::vector<float>> FederatedRun::owned_states() const { return dev_ ? dev_->download_owned() : owned_; }
+
+std::vector<float> FederatedRun::global_adapter() const { return dev_ ? dev_->download_global() : global_; }
 
 std::vector<int> FederatedRun::clients_needed(const FederatedRunOptions& opts, int ranks, int rank) {
   std::vector<char> need(static_cast<size_t>(opts.clients), 0);
@@ -121,7 +151,9 @@ void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum
   }
   batcher.set_cursor(cursor);
   MIRA_CHECK(steps == steps_per_round(k), "steps per round of client " + std::to_string(k));
-  if (opts_.keep_optimizer)
+  if (opts_.keep_optimizer && dev_)
+    dev_->load_optimizer(model_, state, before * steps);
+  else if (opts_.keep_optimizer)
     model_.set_optimizer_state(state + P_, state + 2 * P_, before * steps);
   else
     model_.reset_optimizer();  // authors' code: the optimiser is re-created every round
@@ -133,14 +165,19 @@ void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum
     *loss_sum += loss * n;
     *tokens += n;
   }
-  if (opts_.keep_optimizer) {
+  if (opts_.keep_optimizer && dev_) {
+    dev_->save_optimizer(model_, state);
+  } else if (opts_.keep_optimizer) {
     int64_t step = 0;
     model_.get_optimizer_state(state + P_, state + 2 * P_, &step);
   }
 }
 
 LossSum FederatedRun::evaluate_split(const float* adapter, int client) {
-  model_.set_adapter(adapter);
+  if (dev_)
+    dev_->load_adapter(model_, adapter);
+  else
+    model_.set_adapter(adapter);
   const auto& test = data_.test(client);
   LossSum total;  // batches in order: a fixed summation order
   const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
@@ -155,12 +192,14 @@ LossSum FederatedRun::evaluate_split(const float* adapter, int client) {
 
 std::vector<double> FederatedRun::evaluate_owned() {
   std::vector<double> out;  // (owned) token-mean test loss per owned client, ascending id
-  for (auto& [k, adapter] : owned_) {
+  for (int k : owned_ids_) {
     if (signals_pending()) {  // the round will be abandoned: skip the work, keep the collectives
       out.push_back(std::numeric_limits<double>::quiet_NaN());
       continue;
     }
-    const LossSum ls = evaluate_split(opts_.algorithm == Algorithm::FEDIT ? global_.data() : adapter.data(), k);
+    const float* own = dev_ ? dev_->owned(k) : owned_[k].data();
+    const float* global = dev_ ? dev_->global() : global_.data();
+    const LossSum ls = evaluate_split(opts_.algorithm == Algorithm::FEDIT ? global : own, k);
     out.push_back(ls.tokens > 0 ? ls.sum / ls.tokens : std::numeric_limits<double>::quiet_NaN());
   }
   return out;
@@ -177,18 +216,19 @@ void FederatedRun::evaluate_global_matrix(RoundRecord& rec) {
     auto it = owned_.find(k);
     return it == owned_.end() ? nullptr : it->second.data();
   };
-  std::vector<float> adapter(static_cast<size_t>(P_));
+  std::vector<float> adapter(dev_ ? 0 : static_cast<size_t>(P_));
   std::vector<double> sums, tokens;  // rank 0: (K, K)
   if (rank_ == 0) sums.assign(static_cast<size_t>(K) * K, 0.0), tokens.assign(static_cast<size_t>(K) * K, 0.0);
   for (int k = 0; k < (fedit ? 1 : K); ++k) {
-    const float* a = global_.data();
-    if (!fedit) {
+    const float* a = dev_ ? dev_->global() : global_.data();
+    if (!fedit && dev_) {
+      a = dev_->gather_one(k);
+    } else if (!fedit) {
       exchange_->gather({k}, owned, adapter.data());
       a = adapter.data();
     }
     std::vector<double> mine_sum, mine_tok;  // owned clients, ascending id
-    for (const auto& entry : owned_) {
-      const int l = entry.first;
+    for (const int l : owned_ids_) {
       if (signals_pending()) {  // the round will be abandoned: skip the work, keep the collectives
         mine_sum.push_back(std::numeric_limits<double>::quiet_NaN());
         mine_tok.push_back(0.0);
@@ -254,17 +294,14 @@ RoundRecord FederatedRun::run_round(int64_t t) {
   int64_t bytes = 0;
 
   // FedIT: every sampled client starts from the global adapter.
-  if (opts_.algorithm == Algorithm::FEDIT)
+  if (opts_.algorithm == Algorithm::FEDIT && dev_)
+    dev_->global_to_owned(rec.sampled);
+  else if (opts_.algorithm == Algorithm::FEDIT)
     for (int k : rec.sampled)
       if (owner_[k] == rank_) std::copy(global_.begin(), global_.end(), owned_[k].begin());
 
-  AdapterLookup lookup = [&](int k) -> float* {
-    auto it = owned_.find(k);
-    if (it != owned_.end()) return it->second.data();
-    auto& v = visiting_[k];
-    v.resize(S_);
-    return v.data();
-  };
+  AdapterExchange& exchange = dev_ ? dev_->exchange() : *exchange_;
+  AdapterLookup lookup = [&](int k) -> float* { return state_slot(k); };
   double phase[4] = {0, 0, 0, 0};  // this rank's seconds per phase (kRoundPhases)
   double mark = now_seconds();
   auto lap = [&](int p) {
@@ -272,39 +309,55 @@ RoundRecord FederatedRun::run_round(int64_t t) {
     phase[p] += now - mark;
     mark = now;
   };
-  exchange_->move(plan.to_workers, lookup, S_);
-  bytes += exchange_->last_stats().bytes_sent;
+  exchange.move(plan.to_workers, lookup, S_);
+  bytes += exchange.last_stats().bytes_sent;
   lap(1);
 
   // Local training of the clients assigned to this rank. Per client: loss sum and token count.
   std::vector<double> trained;  // (client, loss_sum, tokens) triplets
   for (int k : plan.by_rank[rank_]) {
     float* adapter = lookup(k);
-    model_.set_adapter(adapter);
+    if (dev_)
+      dev_->load_adapter(model_, adapter);
+    else
+      model_.set_adapter(adapter);
     double loss_sum = 0, tokens = 0;
     train_client(k, t, adapter, &loss_sum, &tokens);
-    model_.get_adapter(adapter);
+    if (dev_)
+      dev_->save_adapter(model_, adapter);
+    else
+      model_.get_adapter(adapter);
     trained.insert(trained.end(), {static_cast<double>(k), loss_sum, tokens});
   }
   lap(0);
-  exchange_->move(plan.to_owners, lookup, S_);
-  bytes += exchange_->last_stats().bytes_sent;
+  exchange.move(plan.to_owners, lookup, S_);
+  bytes += exchange.last_stats().bytes_sent;
   visiting_.clear();
+  if (dev_) dev_->clear_visiting();
 
   // Aggregation.
   AdapterLookup owned = [&](int k) -> float* {
     auto it = owned_.find(k);
     return it == owned_.end() ? nullptr : it->second.data();
   };
-  if (opts_.algorithm == Algorithm::MIRA) {
+  if (opts_.algorithm == Algorithm::MIRA && dev_) {
+    dev_->mira_step(graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda);
+    bytes += exchange.last_stats().bytes_sent;
+  } else if (opts_.algorithm == Algorithm::MIRA) {
     mira_step(*exchange_, graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda, owned);
     bytes += exchange_->last_stats().bytes_sent;
   } else if (opts_.algorithm == Algorithm::FEDIT) {
     std::vector<int64_t> sizes(opts_.clients);
     for (int k = 0; k < opts_.clients; ++k) sizes[k] = data_.client(k).counts.train;
-    fedit_step(*exchange_, rec.sampled, sizes, owned, global_.data());
-    bytes += exchange_->last_stats().bytes_sent;
-    for (auto& [k, a] : owned_) std::copy(global_.begin(), global_.end(), a.begin());
+    if (dev_) {
+      dev_->fedit_step(rec.sampled, sizes);
+      bytes += exchange.last_stats().bytes_sent;
+      dev_->global_to_owned(owned_ids_);
+    } else {
+      fedit_step(*exchange_, rec.sampled, sizes, owned, global_.data());
+      bytes += exchange_->last_stats().bytes_sent;
+      for (auto& [k, a] : owned_) std::copy(global_.begin(), global_.end(), a.begin());
+    }
   }
   lap(1);
 
@@ -438,11 +491,13 @@ void FederatedRun::restore(int64_t rounds_done, std::map<int, std::vector<float>
   MIRA_CHECK(rounds_done >= 0 && rounds_done <= opts_.rounds, "rounds_done " + std::to_string(rounds_done));
   for (const auto& [k, a] : owned)
     MIRA_CHECK(owner_[k] == rank_ && a.size() == S_, "restored state of client " + std::to_string(k));
-  MIRA_CHECK(owned.size() == owned_.size(), "restored adapters do not cover the owned clients");
-  owned_ = std::move(owned);
-  if (opts_.algorithm == Algorithm::FEDIT) {
-    MIRA_CHECK(global.size() == P_, "FedIT global adapter");
-    global_ = std::move(global);
+  MIRA_CHECK(owned.size() == owned_ids_.size(), "restored adapters do not cover the owned clients");
+  if (opts_.algorithm == Algorithm::FEDIT) MIRA_CHECK(global.size() == P_, "FedIT global adapter");
+  if (dev_) {
+    dev_->upload(owned, global);  // to the GPU; the host copies go away with this call
+  } else {
+    owned_ = std::move(owned);
+    if (opts_.algorithm == Algorithm::FEDIT) global_ = std::move(global);
   }
   records_ = std::move(records);
   rounds_done_ = rounds_done;
@@ -459,13 +514,16 @@ RunResult FederatedRun::run(const RoundHook& after_round) {
   Progress progress("round", opts_.rounds);
   double tokens = 0, seconds = 0;
   for (int64_t t = rounds_done_; t < opts_.rounds; ++t) {
-    // Snapshot of the state after round t-1: restored if a signal abandons round t.
+    // Snapshot of the state after round t-1: restored if a signal abandons round t (device-resident
+    // states: a device-to-device copy, no host round trip).
     const std::map<int, std::vector<float>> snapshot = owned_;
     const std::vector<float> global_snapshot = global_;
+    if (dev_) dev_->snapshot();
     RoundRecord rec = run_round(t);
     if (agree_stop()) {
       owned_ = snapshot;
       global_ = global_snapshot;
+      if (dev_) dev_->rollback();
       result.stopped = true;
       break;
     }

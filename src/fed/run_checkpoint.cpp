@@ -67,7 +67,7 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
   std::vector<ClientSlices> owned;
   const bool moments = o.keep_optimizer;
   const int64_t P = adapter.total;
-  for (const auto& [k, flat] : run.owned_adapters()) {
+  for (const auto& [k, flat] : run.owned_states()) {  // a host copy (downloaded when on a GPU)
     ClientSlices s;
     s.client = k;
     for (size_t i = 0; i < adapter.modules.size(); ++i) {
@@ -159,7 +159,7 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
 
   // Adapters: every rank reads the clients it owns (FedIT: also client 0, which holds the global).
   std::vector<int64_t> want;
-  for (const auto& [k, a] : run.owned_adapters()) want.push_back(k);
+  for (int k : run.owned_clients()) want.push_back(k);
   const bool fedit = algorithm == "fedit";
   const bool extra = fedit && (want.empty() || want.front() != 0);
   if (extra) want.insert(want.begin(), 0);

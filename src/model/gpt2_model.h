@@ -69,6 +69,20 @@ class Gpt2Model {
   // Optimiser state for checkpoints: moments m, v (adapter_size() floats each) and the step count.
   void get_optimizer_state(float* m, float* v, int64_t* step);
   void set_optimizer_state(const float* m, const float* v, int64_t step);
+  // The same four from BACKEND memory of adapter_size() floats each (device-resident adapter stores,
+  // src/fed/device_store.h): copies within the backend, in its stream order, no host round trip.
+  void set_adapter(DFloat src) { be_.copy(adapter_, src); }
+  void get_adapter(DFloat dst) { be_.copy(dst, adapter_); }
+  void get_optimizer_state(DFloat m, DFloat v, int64_t* step) {
+    be_.copy(m, adam_m_);
+    be_.copy(v, adam_v_);
+    *step = adam_step_;
+  }
+  void set_optimizer_state(DFloat m, DFloat v, int64_t step) {
+    be_.copy(adam_m_, m);
+    be_.copy(adam_v_, v);
+    adam_step_ = step;
+  }
   void set_optim_config(const OptimConfig& o) { optim_ = o; }
   // UserError for a probability outside [0, 1). E.g. set_base_dropout({cfg.embd_pdrop,
   // cfg.attn_pdrop, cfg.resid_pdrop}) trains like HF's model.train().
