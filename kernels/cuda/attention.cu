@@ -44,6 +44,7 @@
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_launch.cuh"
 #include "kernels/cuda/device_util.cuh"
 
 namespace mira {
@@ -452,12 +453,6 @@ __global__ void __launch_bounds__(NT)
   }
 }
 
-#define MIRA_CUDA_TRY(expr)          \
-  do {                               \
-    CudaStatus st_ = (expr);         \
-    if (!st_.ok()) return st_;       \
-  } while (0)
-
 CudaStatus invalid(const char* why) {
   CudaStatus s;
   s.cuda = cudaErrorInvalidValue;
@@ -472,15 +467,6 @@ CudaStatus check_shape(int64_t b, int64_t t, int64_t c, int64_t nh) {
   if (b * nh > 0x7fffffffLL) return invalid("attention: B * H exceeds the grid's x limit");
   if ((t + 31) / 32 > 65535) return invalid("attention: T exceeds the grid's y limit (65535 tiles)");
   return CudaStatus{};
-}
-
-// Lets a kernel use `bytes` of dynamic shared memory (beyond the 48 KB default).
-template <typename K>
-CudaStatus allow_smem(K kernel, int bytes, const char* step) {
-  CudaStatus s;
-  s.cuda = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  s.step = step;
-  return s;
 }
 
 template <int D, int BR, int BC>
@@ -513,8 +499,6 @@ CudaStatus backward_tiles(cudaStream_t s, float* dqkv, const float* dsum, const 
                                                                                   hd, scale, drop, keep_scale);
   return cuda_status_launch("attention flash backward dQ kernel");
 }
-
-float keep_scale_of(const CudaDropout& d) { return d.p > 0.0f ? 1.0f / (1.0f - d.p) : 1.0f; }  // as the CPU, in float
 
 }  // namespace
 

@@ -45,6 +45,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_launch.cuh"
 #include "kernels/cuda/device_util.cuh"
 
 namespace mira {
@@ -82,10 +83,47 @@ struct Geo16 {
   static constexpr int PB = align128(16 * LDP * 2);                           // per warp: bf16 tile
   static constexpr int ROWV = align128(BR * 4);                               // (BR) fp32 row values
   static constexpr int FWD = 3 * TILE + NW * (SF + PB);
-  static constexpr int DKV = 4 * TILE + NW * (SF + SF2 + 2 * PB) + 2 * ROWV;
-  static constexpr int DQ = 4 * TILE + NW * (SF + SF2 + PB) + 2 * ROWV;
+  // The backward kernels' layout (BackwardSmem) with npb bf16 tiles per warp: dK/dV 2, dQ 1.
+  static constexpr int bwd_warp(int npb) { return SF + SF2 + npb * PB; }
+  static constexpr int bwd(int npb) { return 4 * TILE + NW * bwd_warp(npb) + 2 * ROWV; }
+  static constexpr int DKV = bwd(2);
+  static constexpr int DQ = bwd(1);
   static_assert(D % 16 == 0 && LDH % 8 == 0 && LDP % 8 == 0 && LDS % 4 == 0 && LDO % 4 == 0,
                 "WMMA ldm: multiples of 16 bytes");
+};
+
+// The dynamic shared memory of the backward kernels (G::bwd(NPB) bytes from sm): four bf16 (64, LDH)
+// tiles (which operand goes where is the kernel's choice), then per warp an fp32 (16, LDS) tile of
+// scores (also the (16, LDO) output staging), an fp32 (16, LDS) tile of dPd and NPB bf16 (16, LDP)
+// tiles, then the (BR) row values L and D of the query tile.
+template <int D, int NPB>
+struct BackwardSmem {
+  static constexpr int WARP_BYTES = Geo16<D>::bwd_warp(NPB);  // one warp's share
+  bf16* tile[4];
+  float* s;
+  float* dp;
+  bf16* pb[NPB];
+  float* Ls;
+  float* Ds;
+  __device__ BackwardSmem(unsigned char* sm, int warp) {
+    using G = Geo16<D>;
+    for (int n = 0; n < 4; ++n) tile[n] = reinterpret_cast<bf16*>(sm + n * G::TILE);
+    unsigned char* pw = sm + 4 * G::TILE + warp * WARP_BYTES;
+    s = reinterpret_cast<float*>(pw);
+    dp = reinterpret_cast<float*>(pw + G::SF);
+    for (int n = 0; n < NPB; ++n) pb[n] = reinterpret_cast<bf16*>(pw + G::SF + G::SF2 + n * G::PB);
+    Ls = reinterpret_cast<float*>(sm + 4 * G::TILE + NW * WARP_BYTES);
+    Ds = Ls + G::ROWV / 4;
+  }
+};
+
+// Head h of batch bi in the backward's inputs: q, k, v in qkv (B, T, 3C) with leading dimension
+// ld = 3C, dO in dout (B, T, C) (leading dimension c); each points at the head's column 0 of row 0.
+struct HeadInputs {
+  const float *q, *k, *v, *dO;
+  int64_t ld;
+  __device__ HeadInputs(const float* qkv, const float* dout, int64_t bi, int64_t h, int64_t t, int64_t c, int hd)
+      : q(qkv + bi * t * 3 * c + h * hd), k(q + c), v(q + 2 * c), dO(dout + bi * t * c + h * hd), ld(3 * c) {}
 };
 
 // Rows [r0, r0 + 64) of one head's slice of a row-major fp32 tensor (g: the head's column 0 of row
@@ -326,27 +364,20 @@ __global__ void __launch_bounds__(NT)
                         bool vec) {
   using G = Geo16<D>;
   extern __shared__ float4 smem4[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
   const int warp = threadIdx.x / WARP;
-  bf16* Ks = reinterpret_cast<bf16*>(sm);                 // (BC, LDH)
-  bf16* Vs = reinterpret_cast<bf16*>(sm + G::TILE);       // (BC, LDH)
-  bf16* Qs = reinterpret_cast<bf16*>(sm + 2 * G::TILE);   // (BR, LDH)
-  bf16* dOs = reinterpret_cast<bf16*>(sm + 3 * G::TILE);  // (BR, LDH)
-  unsigned char* pw = sm + 4 * G::TILE + warp * (G::SF + G::SF2 + 2 * G::PB);
-  float* St = reinterpret_cast<float*>(pw);                              // (16, LDS) S^T; staging (16, LDO)
-  float* dPt = reinterpret_cast<float*>(pw + G::SF);                     // (16, LDS) dPd^T
-  bf16* Pt = reinterpret_cast<bf16*>(pw + G::SF + G::SF2);               // (16, LDP) bf16(Pd)^T
-  bf16* dSt = reinterpret_cast<bf16*>(pw + G::SF + G::SF2 + G::PB);      // (16, LDP) bf16(dS)^T
-  float* Ls = reinterpret_cast<float*>(sm + 4 * G::TILE + NW * (G::SF + G::SF2 + 2 * G::PB));  // (BR)
-  float* Ds = Ls + G::ROWV / 4;                                                                  // (BR)
+  const BackwardSmem<D, 2> m(reinterpret_cast<unsigned char*>(smem4), warp);
+  bf16 *Ks = m.tile[0], *Vs = m.tile[1], *Qs = m.tile[2], *dOs = m.tile[3];  // (64, LDH) each
+  float* St = m.s;                // (16, LDS) S^T; staging (16, LDO)
+  float* dPt = m.dp;              // (16, LDS) dPd^T
+  bf16* Pt = m.pb[0];             // (16, LDP) bf16(Pd)^T
+  bf16* dSt = m.pb[1];            // (16, LDP) bf16(dS)^T
+  float *Ls = m.Ls, *Ds = m.Ds;   // (BR)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t j0 = (int64_t)blockIdx.y * BC;  // the first key tiles (most query tiles) start first
   const int64_t jw = j0 + 16 * warp;            // this warp's first key
-  const int64_t ld = 3 * c;
-  const float* q = qkv + bi * t * ld + h * hd;
-  const float* k = q + c;
-  const float* v = q + 2 * c;
-  const float* dO = dout + bi * t * c + h * hd;
+  const HeadInputs in(qkv, dout, bi, h, t, c, hd);
+  const int64_t ld = in.ld;
+  const float *q = in.q, *k = in.k, *v = in.v, *dO = in.dO;
 
   load_tile<D>(Ks, k, ld, j0, t, hd, vec);
   load_tile<D>(Vs, v, ld, j0, t, hd, vec);
@@ -385,26 +416,19 @@ __global__ void __launch_bounds__(NT)
                        bool vec) {
   using G = Geo16<D>;
   extern __shared__ float4 smem4[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
   const int warp = threadIdx.x / WARP;
-  bf16* Qs = reinterpret_cast<bf16*>(sm);                 // (BR, LDH)
-  bf16* dOs = reinterpret_cast<bf16*>(sm + G::TILE);      // (BR, LDH)
-  bf16* Ks = reinterpret_cast<bf16*>(sm + 2 * G::TILE);   // (BC, LDH)
-  bf16* Vs = reinterpret_cast<bf16*>(sm + 3 * G::TILE);   // (BC, LDH)
-  unsigned char* pw = sm + 4 * G::TILE + warp * (G::SF + G::SF2 + G::PB);
-  float* Sw = reinterpret_cast<float*>(pw);                   // (16, LDS) S; staging (16, LDO)
-  float* dPw = reinterpret_cast<float*>(pw + G::SF);          // (16, LDS) dPd
-  bf16* dSw = reinterpret_cast<bf16*>(pw + G::SF + G::SF2);   // (16, LDP) bf16(dS)
-  float* Ls = reinterpret_cast<float*>(sm + 4 * G::TILE + NW * (G::SF + G::SF2 + G::PB));  // (BR)
-  float* Ds = Ls + G::ROWV / 4;                                                            // (BR)
+  const BackwardSmem<D, 1> m(reinterpret_cast<unsigned char*>(smem4), warp);
+  bf16 *Qs = m.tile[0], *dOs = m.tile[1], *Ks = m.tile[2], *Vs = m.tile[3];  // (64, LDH) each
+  float* Sw = m.s;                // (16, LDS) S; staging (16, LDO)
+  float* dPw = m.dp;              // (16, LDS) dPd
+  bf16* dSw = m.pb[0];            // (16, LDP) bf16(dS)
+  float *Ls = m.Ls, *Ds = m.Ds;   // (BR)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * BR;  // the longest (last) tiles start first
   const int64_t iw = i0 + 16 * warp;
-  const int64_t ld = 3 * c;
-  const float* q = qkv + bi * t * ld + h * hd;
-  const float* k = q + c;
-  const float* v = q + 2 * c;
-  const float* dO = dout + bi * t * c + h * hd;
+  const HeadInputs in(qkv, dout, bi, h, t, c, hd);
+  const int64_t ld = in.ld;
+  const float *q = in.q, *k = in.k, *v = in.v, *dO = in.dO;
 
   load_tile<D>(Qs, q, ld, i0, t, hd, vec);
   load_tile<D>(dOs, dO, c, i0, t, hd, vec && c % 4 == 0);
@@ -430,23 +454,6 @@ __global__ void __launch_bounds__(NT)
   }
   write_rows<D>(Sw, dq, dqkv + bi * t * ld + h * hd, nullptr, ld, iw, t, hd);
 }
-
-// Lets a kernel use `bytes` of dynamic shared memory (beyond the 48 KB default).
-template <typename K>
-CudaStatus allow_smem(K kernel, int bytes, const char* step) {
-  CudaStatus s;
-  s.cuda = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  s.step = step;
-  return s;
-}
-
-#define MIRA_CUDA_TRY(expr)    \
-  do {                         \
-    CudaStatus st_ = (expr);   \
-    if (!st_.ok()) return st_; \
-  } while (0)
-
-float keep_scale_of(const CudaDropout& d) { return d.p > 0.0f ? 1.0f / (1.0f - d.p) : 1.0f; }  // as the CPU
 
 // float4 loads of q, k, v: every row start and the head offset 16-byte aligned.
 bool vec_ok(const float* qkv, int64_t c, int64_t hd) {
