@@ -51,7 +51,6 @@ std::vector<int> mira_neighbours(const Graph& g, int k, const std::vector<char>&
   return out;
 }
 
-namespace {
 std::vector<char> sample_mask(int K, const std::vector<int>& sampled) {
   std::vector<char> mask(K, 0);
   for (int k : sampled) {
@@ -60,6 +59,8 @@ std::vector<char> sample_mask(int K, const std::vector<int>& sampled) {
   }
   return mask;
 }
+
+namespace {
 
 // Updates each of `targets` from the neighbours `get` returns; results are staged in a scratch
 // buffer and copied back only after every target is computed (pre-update states throughout).

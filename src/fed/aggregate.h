@@ -32,6 +32,9 @@ const char* fed_neighbour_mode_name(NeighbourMode m);
 void mira_update_client(float* out, const float* self, const float* const* nbr, const double* weight, int n, size_t P,
                         double eta_lambda);
 
+// The (K) mask of the sampled clients (1 = sampled); a client id outside [0, K) is an internal error.
+std::vector<char> sample_mask(int K, const std::vector<int>& sampled);
+
 // The eq. (8) neighbours of client k this round: linked clients l != k (ascending id), restricted
 // to sampled ones in SAMPLED mode. `is_sampled` is a (K) mask.
 std::vector<int> mira_neighbours(const Graph& g, int k, const std::vector<char>& is_sampled, NeighbourMode mode);

@@ -47,22 +47,13 @@ class TableImage {
   DeviceAggregateWork& w_;
 };
 
-std::vector<char> sample_mask_of(int K, const std::vector<int>& sampled) {
-  std::vector<char> mask(K, 0);
-  for (int k : sampled) {
-    MIRA_CHECK(k >= 0 && k < K, "sampled client " + std::to_string(k) + " of K=" + std::to_string(K));
-    mask[k] = 1;
-  }
-  return mask;
-}
-
 }  // namespace
 
 void mira_step_device(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled, NeighbourMode mode,
                       double eta_lambda, const AdapterLookup& owned, cudaStream_t stream, DeviceAggregateWork& work) {
   MIRA_CHECK(ex.clients() == g.K, "exchange has K=" + std::to_string(ex.clients()) + ", graph K=" + std::to_string(g.K));
   const size_t P = ex.adapter_floats();
-  const std::vector<char> is_sampled = sample_mask_of(g.K, sampled);
+  const std::vector<char> is_sampled = sample_mask(g.K, sampled);
   const std::vector<char> provider = mode == NeighbourMode::ALL_LATEST ? std::vector<char>(g.K, 1) : is_sampled;
   ex.exchange(is_sampled, provider, owned);
   std::vector<int> targets;
