@@ -11,8 +11,13 @@
 #   gpu_mpi_staged_np{1..4}.txt HostStagedAdapterExchange, ranks sharing the GPU
 #   kernels.jsonl / .log         bench/run.sh kernels            (JSON lines / human text)
 #   train_gpu.jsonl / .log       bench/run.sh train_gpu          (ours vs torch+peft, MFU)
+#   gpu_mpi_device_aggregate_np1.txt  eq. (8) / FedIT kernels on the device vs the CPU (tests/gpu/mpi)
+#   profile.json / profile.txt   MIRA_PROFILE=1 train_gpu_main: per backend op, each op fenced
+#   ncu.csv, ncu_top.txt         one step under Nsight Compute, per kernel (bench/ncu_top.py; skipped
+#                                with exit 77 where the machine has no ncu)
 #   exchange_device.jsonl / .log bench/run.sh exchange_device    (NCCL / staged / host MPI)
 #   summary.txt                  one line per step: exit code (124 = cut by its limit), seconds
+# and a digest of all of it on stdout at the end (the device tool returns only a few files).
 # usage: bench/gpu_session.sh [--budget 570] [--bin DIR] [--out DIR]
 # --bin: the folder holding mira_hpc, test_gpu, test_gpu_mpi_*, bench_kernels, train_gpu_main and
 # bench_exchange_device; default $MIRA_BUNDLE_BIN (the unpacked binaries) after sourcing .bundle/env.sh (scripts/device-bundle.sh
@@ -97,6 +102,8 @@ step backend_choice 40 "$out/backend_choice.txt" "$out/backend_choice.txt.err" \
   bash "$root/tests/cli/backend_choice.sh" mpirun "$(find_bin mira_hpc)" 1 "$root/tests/cli/configs/good.ini"
 step gpu_mpi_nccl_np1 40 "$out/gpu_mpi_nccl_np1.txt" "$out/gpu_mpi_nccl_np1.txt.err" \
   mpirun -n 1 "$(find_bin test_gpu_mpi_nccl_exchange)" --gtest_color=no
+step gpu_mpi_device_aggregate_np1 40 "$out/gpu_mpi_device_aggregate_np1.txt" \
+  "$out/gpu_mpi_device_aggregate_np1.txt.err" mpirun -n 1 "$(find_bin test_gpu_mpi_device_aggregate)" --gtest_color=no
 for n in 1 2 3 4; do
   step "gpu_mpi_staged_np$n" 40 "$out/gpu_mpi_staged_np$n.txt" "$out/gpu_mpi_staged_np$n.txt.err" \
     mpirun -n "$n" "$(find_bin test_gpu_mpi_staged_exchange)" --gtest_color=no
@@ -105,7 +112,24 @@ done
 step kernels 150 "$out/kernels.jsonl" "$out/kernels.log" bash "$here/run.sh" kernels
 step train_gpu 240 "$out/train_gpu.jsonl" "$out/train_gpu.log" \
   bash "$here/run.sh" train_gpu --batch "8 32" --steps 8 --warmup 2 --compile auto
+# Where a step's time goes: every backend op fenced (MIRA_PROFILE=1), then per kernel (Nsight
+# Compute, when the machine has it: exit 77 otherwise).
+step profile 60 "$out/profile.json" "$out/profile.txt" env MIRA_PROFILE=1 "$(find_bin train_gpu_main)" \
+  --batch 8 --steps 5 --warmup 2
+# shellcheck disable=SC2016
+step ncu 120 "$out/ncu_top.txt" "$out/ncu.err" bash -c '[ -n "$1" ] || { echo "no ncu on this machine"; exit 77; }
+  "$1" --csv --metrics gpu__time_duration.sum "$2" --batch 8 --steps 1 --warmup 0 >"$3/ncu.csv" &&
+  "$4" "$5/ncu_top.py" "$3/ncu.csv" --top 30' _ "$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)" \
+  "$(find_bin train_gpu_main)" "$out" "$MIRA_PY" "$here"
 step exchange_device 90 "$out/exchange_device.jsonl" "$out/exchange_device.log" \
   bash "$here/run.sh" exchange_device --ranks "1 2 4" --budget 0.2
 echo "total $((SECONDS - start)) s of $budget" | tee -a "$out/summary.txt" >&2
+# A digest on stdout (the device tool returns the output's tail and only a few files).
+{
+  echo "== summary"; cat "$out/summary.txt"
+  echo "== test_gpu"; grep -E "^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]+ test" "$out/test_gpu.txt" 2>/dev/null | head -20
+  echo "== train_gpu"; cut -c1-160 "$out/train_gpu.jsonl" 2>/dev/null | grep -E "tokens_per_s|ms_per_step|mfu_lora|mem" | head -12
+  echo "== profile"; grep -E "^family" "$out/profile.txt" 2>/dev/null; cut -c1-160 "$out/profile.json" 2>/dev/null
+  echo "== ncu"; head -22 "$out/ncu_top.txt" 2>/dev/null | cut -c1-150
+} 2>/dev/null
 exit "$failed"

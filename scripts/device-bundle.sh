@@ -8,7 +8,7 @@
 # LD_LIBRARY_PATH and the OpenMPI/PMIx relocation variables. Usage (docs/cuda.md has the session):
 #   scripts/device-bundle.sh [--bin build-cuda/test_gpu --bin build-cuda/mira_hpc ...] [--gpu-session BUILD]
 # --gpu-session BUILD adds what bench/gpu_session.sh runs from the CUDA build tree BUILD: mira_hpc, test_gpu,
-# test_gpu_mpi_nccl_exchange, test_gpu_mpi_staged_exchange, bench/bench_kernels,
+# test_gpu_mpi_nccl_exchange, test_gpu_mpi_staged_exchange, test_gpu_mpi_device_aggregate, bench/bench_kernels,
 # bench/train_gpu_main, bench/bench_exchange_device (all into .bundle/bin, stripped and xz-compressed;
 # env.sh unpacks them into .bundle/root/bin and exports that folder as MIRA_BUNDLE_BIN, first on PATH).
 # Environment: MIRA_BUNDLE_DIR (default <repo>/.bundle); MIRA_BUNDLE_BASELINE = a file with the
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bins+=("$2"); shift 2 ;;
     --gpu-session)
-      for b in mira_hpc test_gpu test_gpu_mpi_nccl_exchange test_gpu_mpi_staged_exchange bench/bench_kernels \
+      for b in mira_hpc test_gpu test_gpu_mpi_nccl_exchange test_gpu_mpi_staged_exchange test_gpu_mpi_device_aggregate bench/bench_kernels \
                bench/train_gpu_main bench/bench_exchange_device; do
         bins+=("$2/$b")
       done
