@@ -146,13 +146,17 @@ __global__ void k_rank_update(float* c, const float* a, const float* b, const fl
 
 enum class Family { NONE, THIN_OUTPUT, RANK_UPDATE, LONG_K };
 
+constexpr int64_t MAX_GRID_Y = 65535;  // CUDA's grid.y limit: the rank update's row blocks, long k's chunks
+
 Family family_of(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0 || k <= 0) return Family::NONE;
   if (!ta && n <= CUDA_SKINNY_MAX && m >= MIN_BIG) return Family::THIN_OUTPUT;
-  if (!ta && k <= CUDA_SKINNY_MAX && m >= MIN_BIG && n >= MIN_BIG) return Family::RANK_UPDATE;
-  if (ta && !tb && std::min(m, n) <= CUDA_SKINNY_MAX && std::max(m, n) >= MIN_BIG && k >= MIN_BIG)
+  if (!ta && k <= CUDA_SKINNY_MAX && m >= MIN_BIG && n >= MIN_BIG && (m + RU_ROWS - 1) / RU_ROWS <= MAX_GRID_Y)
+    return Family::RANK_UPDATE;
+  if (ta && !tb && std::min(m, n) <= CUDA_SKINNY_MAX && std::max(m, n) >= MIN_BIG && k >= MIN_BIG &&
+      (k + LK_KCH - 1) / LK_KCH <= MAX_GRID_Y)
     return Family::LONG_K;
-  return Family::NONE;
+  return Family::NONE;  // cuBLAS
 }
 
 int64_t long_k_chunks(int64_t k) { return (k + LK_KCH - 1) / LK_KCH; }

@@ -27,7 +27,8 @@ namespace mira {
 constexpr int64_t CUDA_SKINNY_MAX = 64;
 
 // Whether cuda_skinny_gemm handles this shape (else use cuda_gemm). Also requires the big
-// dimensions to be large enough that the custom kernels pay (>= 256 rows/columns).
+// dimensions to be large enough that the custom kernels pay (>= 256 rows/columns), and small
+// enough for CUDA's grid.y limit (rank update: m <= 2,097,120 rows; long k: k <= 8,388,480).
 bool cuda_skinny_gemm_applies(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
 // Floats of device scratch cuda_skinny_gemm needs for this shape (0 for most shapes).
