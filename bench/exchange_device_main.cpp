@@ -18,8 +18,7 @@
 // one line {"bench":"exchange_device","skipped":"no CUDA device: ..."}, exit 0.
 //   bench_exchange_device [--models gpt2-124m,gpt2-large] [--r 16] [--clients 8] [--min-iters 5]
 //                         [--max-iters 100] [--budget 0.3]
-// Built only with the CUDA backend. STATUS: compiled; never run on a GPU (docs/cuda.md) - on a
-// machine without a device only the skip path has run.
+// Built only with the CUDA backend; run on an H200 at np 1 (docs/results.md, "Training on a GPU").
 #include <cuda_runtime.h>
 #include <mpi.h>
 

@@ -18,8 +18,7 @@
 //                 [--only name,prefix,...] [--list] [--peaks "DEVICE NAME"]
 // --check-rows: rows of the row-independent ops (GEMMs, LM head) the CPU recomputes (the GPU still
 // runs all rows); --peaks prints the peak-table entry for a device name and exits (no CUDA call).
-// Built only with the CUDA backend (bench/CMakeLists.txt). STATUS: compiled; never run on a GPU
-// (docs/cuda.md) - on a machine without a device only the skip path has run.
+// Built only with the CUDA backend (bench/CMakeLists.txt); run on an H200 (docs/results.md).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <omp.h>

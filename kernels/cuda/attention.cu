@@ -39,8 +39,8 @@
 // the column-wise shared-memory reads conflict-free. Shared memory is dynamic (up to ~98 KB:
 // cudaFuncSetAttribute raises the 48 KB default; sm_80 allows 163 KB, sm_90 227 KB).
 //
-// Compiled only; never run on a GPU (docs/cuda.md). The tiled algorithm itself is replayed on the
-// CPU by tests/unit/kernels/test_flash_attention_reference.cpp.
+// Run on an H200 (test_gpu, docs/cuda.md). The tiled algorithm itself is also replayed on the CPU
+// by tests/unit/kernels/test_flash_attention_reference.cpp.
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
