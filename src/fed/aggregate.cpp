@@ -96,15 +96,22 @@ void mira_step_serial(const Graph& g, const std::vector<int>& sampled, Neighbour
                   [&](int k) { return adapters[k]; });
 }
 
-void mira_step(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled, NeighbourMode mode,
-               double eta_lambda, const AdapterLookup& owned) {
+std::vector<int> mira_exchange(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled,
+                               NeighbourMode mode, const AdapterLookup& owned, std::vector<char>* is_sampled) {
   MIRA_CHECK(ex.clients() == g.K, "exchange has K=" + std::to_string(ex.clients()) + ", graph K=" + std::to_string(g.K));
-  const std::vector<char> is_sampled = sample_mask(g.K, sampled);
-  const std::vector<char> provider = mode == NeighbourMode::ALL_LATEST ? std::vector<char>(g.K, 1) : is_sampled;
-  ex.exchange(is_sampled, provider, owned);
+  *is_sampled = sample_mask(g.K, sampled);
+  const std::vector<char> provider = mode == NeighbourMode::ALL_LATEST ? std::vector<char>(g.K, 1) : *is_sampled;
+  ex.exchange(*is_sampled, provider, owned);
   std::vector<int> targets;
   for (int k : sampled)
     if (ex.owns(k)) targets.push_back(k);
+  return targets;
+}
+
+void mira_step(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled, NeighbourMode mode,
+               double eta_lambda, const AdapterLookup& owned) {
+  std::vector<char> is_sampled;
+  const std::vector<int> targets = mira_exchange(ex, g, sampled, mode, owned, &is_sampled);
   mira_update_set(g, targets, is_sampled, mode, eta_lambda, ex.adapter_floats(),
                   [&](int l) { return ex.neighbour(l); }, [&](int k) { return owned(k); });
 }

@@ -35,6 +35,13 @@ void mira_update_client(float* out, const float* self, const float* const* nbr, 
 // The (K) mask of the sampled clients (1 = sampled); a client id outside [0, K) is an internal error.
 std::vector<char> sample_mask(int K, const std::vector<int>& sampled);
 
+// The exchange half of a MIRA round (collective): the neighbour exchange of rule 3 (comm/exchange.h)
+// for this sample; returns this rank's owned sampled clients (the eq. (8) targets, in `sampled`'s
+// order) and sets *is_sampled to the (K) sample mask. mira_step and mira_step_device then update
+// the targets from ex.neighbour().
+std::vector<int> mira_exchange(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled,
+                               NeighbourMode mode, const AdapterLookup& owned, std::vector<char>* is_sampled);
+
 // The eq. (8) neighbours of client k this round: linked clients l != k (ascending id), restricted
 // to sampled ones in SAMPLED mode. `is_sampled` is a (K) mask.
 std::vector<int> mira_neighbours(const Graph& g, int k, const std::vector<char>& is_sampled, NeighbourMode mode);

@@ -51,14 +51,9 @@ class TableImage {
 
 void mira_step_device(AdapterExchange& ex, const Graph& g, const std::vector<int>& sampled, NeighbourMode mode,
                       double eta_lambda, const AdapterLookup& owned, cudaStream_t stream, DeviceAggregateWork& work) {
-  MIRA_CHECK(ex.clients() == g.K, "exchange has K=" + std::to_string(ex.clients()) + ", graph K=" + std::to_string(g.K));
   const size_t P = ex.adapter_floats();
-  const std::vector<char> is_sampled = sample_mask(g.K, sampled);
-  const std::vector<char> provider = mode == NeighbourMode::ALL_LATEST ? std::vector<char>(g.K, 1) : is_sampled;
-  ex.exchange(is_sampled, provider, owned);
-  std::vector<int> targets;
-  for (int k : sampled)
-    if (ex.owns(k)) targets.push_back(k);
+  std::vector<char> is_sampled;
+  const std::vector<int> targets = mira_exchange(ex, g, sampled, mode, owned, &is_sampled);
   if (targets.empty() || P == 0) return;
   MIRA_CHECK(targets.size() <= 65535, "eq. (8) on the device: more than 65535 sampled clients on one rank");
   float* staged = work.staged.reserve(targets.size() * P);
