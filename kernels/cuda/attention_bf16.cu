@@ -457,7 +457,7 @@ __global__ void __launch_bounds__(NT)
 
 // float4 loads of q, k, v: every row start and the head offset 16-byte aligned.
 bool vec_ok(const float* qkv, int64_t c, int64_t hd) {
-  return hd % 4 == 0 && c % 4 == 0 && reinterpret_cast<uintptr_t>(qkv) % 16 == 0;
+  return hd % 4 == 0 && c % 4 == 0 && aligned16(qkv);
 }
 
 template <int D>
@@ -485,7 +485,7 @@ CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* 
   k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out_copy, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
-  const bool vec = vec_ok(qkv, c, hd) && reinterpret_cast<uintptr_t>(dout) % 16 == 0;
+  const bool vec = vec_ok(qkv, c, hd) && aligned16(dout);
   auto dkv = k_bf16_backward_dkv<D>;
   auto dq = k_bf16_backward_dq<D>;
   MIRA_CUDA_TRY(allow_smem(dkv, G::DKV, "attention bf16 backward dK/dV shared-memory attribute"));

@@ -12,6 +12,9 @@ namespace cuda_detail {
 constexpr int BLOCK = 256;  // threads per block for element-wise kernels: a multiple of 32, good occupancy
 constexpr int WARP = 32;
 
+// Whether p may be read or written as float4 / int4 (16-byte aligned), for the vectorised paths.
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 inline unsigned grid_for(int64_t n, int block = BLOCK) {
   int64_t g = (n + block - 1) / block;
   if (g < 1) g = 1;

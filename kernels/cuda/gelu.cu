@@ -94,8 +94,6 @@ __global__ void k_gelu_backward(float* dx, const float* dy, const float* x, int6
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
 
 }  // namespace
