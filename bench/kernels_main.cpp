@@ -213,16 +213,18 @@ std::string num(double v, const char* fmt = "%.6g") {
 }
 
 // One JSON line. flops > 0: TFLOP/s against the fp32 peak; else GB/s against the HBM peak.
+// tensor: the kernel's products run on tensor cores (bf16 operands): TFLOP/s against the bf16 dense peak.
 void emit(Lab& L, const std::string& kernel, const std::string& shape, const Timing& tm, double bytes, double flops,
-          const Check& ck) {
+          const Check& ck, bool tensor = false) {
   const double s = tm.med_ms * 1e-3;
   const double gbps = bytes / s / 1e9, tflops = flops > 0 ? flops / s / 1e12 : NAN;
   const bool fl = flops > 0;
   const double value = fl ? tflops : gbps;
   std::string peer = "null", peer_value = "null", ratio = "null";
   if (L.peak) {
-    const double pv = fl ? L.peak->fp32_TFLOPs : L.peak->hbm_GBps;
-    peer = std::string("\"") + L.peak->key + (fl ? " fp32 non-tensor peak" : " HBM peak") + "\"";
+    const double pv = !fl ? L.peak->hbm_GBps : tensor ? L.peak->bf16_dense_TFLOPs : L.peak->fp32_TFLOPs;
+    peer = std::string("\"") + L.peak->key +
+           (!fl ? " HBM peak" : tensor ? " bf16 dense tensor peak" : " fp32 non-tensor peak") + "\"";
     peer_value = num(pv);
     ratio = num(value / pv, "%.4f");
   }
@@ -450,6 +452,41 @@ void bench_attention(Lab& L) {
     });
     // dout, qkv and the saved out read (each tile once per block: counted once), dqkv written.
     emit(L, "attention_bwd", shape, tm, 4.0 * (double)(2 * b * t * c + 2 * b * t * 3 * c + 2 * b * nh * t), 7 * fl, ck);
+  }
+  // The bf16 operand mode (attention_bf16.cu, the model's mode with bf16 base weights) against the
+  // CPU's bf16 oracle (the same roundings): the sides differ by fp32 summation order and the rare
+  // bf16 rounding flip of a probability or score gradient (2^-8 of one term), so the bounds are
+  // those of the fp32 check; an indexing or mask bug gives errors of the size of the values. FLOPs:
+  // 3 products forward (S twice: the oracle rounds the normalised P, so the row max and sum come
+  // first), 7 backward, on tensor cores.
+  if (!group_selected(L, "attention_bf16")) return;
+  Dev<__nv_bfloat16> ws16((size_t)cuda_attention_bf16_workspace(b, t, c, nh));
+  cpu_attention_forward<float>(rout.data(), ratt.data(), hqkv.data(), b, t, c, nh, rscr.data(), nodrop, true);
+  OK(cuda_attention_forward(L.s, out.p, att.p, qkv.p, b, t, c, nh, drop, true, ws16.p));
+  if (selected(L, "attention_bf16_fwd")) {
+    Check ck;
+    ck.note("out |d| <= 3e-4 max|ref| vs the CPU bf16 oracle");
+    compare(ck, "attention bf16 out", rout.data(), out.down().data(), rout.size(), 3e-4 * max_abs(rout), 0);
+    const Timing tm =
+        time_it(L, [&] { OK(cuda_attention_forward(L.s, out.p, att.p, qkv.p, b, t, c, nh, drop, true, ws16.p)); });
+    // qkv read and packed to bf16 (written and read once more), out, its copy and the logsumexp written.
+    emit(L, "attention_bf16_fwd", shape, tm,
+         4.0 * (double)(b * t * 3 * c + 2 * b * t * c + b * nh * t) + 2.0 * 2 * (double)(b * t * 3 * c), 3 * fl, ck,
+         true);
+  }
+  if (selected(L, "attention_bf16_bwd")) {
+    cpu_attention_backward<float>(rdqkv.data(), rscr.data(), hdout.data(), hqkv.data(), ratt.data(), b, t, c, nh, nodrop,
+                                  true);
+    OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, att.p, b, t, c, nh, drop, true, ws16.p));
+    Check ck;
+    ck.note("dqkv |d| <= 1e-3 max|ref| + 1e-3 |ref| vs the CPU bf16 oracle");
+    compare(ck, "attention bf16 dqkv", rdqkv.data(), dqkv.down().data(), rdqkv.size(), 1e-3 * max_abs(rdqkv), 1e-3);
+    const Timing tm = time_it(L, [&] {
+      OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, att.p, b, t, c, nh, drop, true, ws16.p));
+    });
+    emit(L, "attention_bf16_bwd", shape, tm,
+         4.0 * (double)(2 * b * t * c + 2 * b * t * 3 * c + 2 * b * nh * t) + 2.0 * 2 * (double)(b * t * 4 * c), 7 * fl,
+         ck, true);
   }
 }
 
@@ -692,7 +729,7 @@ const GemmCase GEMMS[] = {
 const char* const KERNELS[] = {"gemm_c_attn_fwd", "gemm_attn_proj_fwd", "gemm_c_fc_fwd", "gemm_mlp_proj_fwd",
                                "gemm_c_attn_bwd_dx", "gemm_mlp_proj_bwd_dx", "gemm_lora_a_fwd", "gemm_lora_b_fwd",
                                "layernorm_fwd", "layernorm_bwd", "layernorm_bwd_params", "gelu_fwd", "gelu_bwd",
-                               "attention_fwd", "attention_bwd", "embedding_fwd", "embedding_bwd", "bias_broadcast",
+                               "attention_fwd", "attention_bwd", "attention_bf16_fwd", "attention_bf16_bwd", "embedding_fwd", "embedding_bwd", "bias_broadcast",
                                "add", "scale", "dropout", "colsum", "lm_head_ce", "adam_lora", "sum_squares_lora",
                                "adam_full", "sum_squares_full"};
 

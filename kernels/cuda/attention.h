@@ -10,6 +10,8 @@
 // Both keep the same saved state and scratch (the size functions below) and support head dims up
 // to 128 (padded to 32, 64 or 128) and any T.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 #include "kernels/cuda/status.h"
@@ -38,21 +40,29 @@ inline int64_t cuda_attention_saved_floats(int64_t b, int64_t t, int64_t c, int6
 // Floats of the scratch: D = rowsum(dout * out) (B, H, T), written and read by the backward only.
 inline int64_t cuda_attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) { return b * nh * t; }
 
-// out (B, T, C) and att (cuda_attention_saved_floats) from qkv (B, T, 3C), on stream s.
+// bf16 elements of the workspace the bf16 mode needs (ws16 below; contents are not kept between
+// calls): padded bf16 copies of q, k, v and dout, (4, B*H, T rounded up to 64, hd rounded up to 32, 64
+// or 128).
+int64_t cuda_attention_bf16_workspace(int64_t b, int64_t t, int64_t c, int64_t nh);
+
+// out (B, T, C) and att (cuda_attention_saved_floats) from qkv (B, T, 3C), on stream s. bf16: the
+// tensor-core kernels, which need ws16 (cuda_attention_bf16_workspace elements, 16-byte aligned).
 CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false);
+                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false,
+                                  __nv_bfloat16* ws16 = nullptr);
 
 // dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv and the forward's att; scratch
-// (cuda_attention_scratch_floats); drop and bf16: the forward's.
+// (cuda_attention_scratch_floats); drop and bf16: the forward's; ws16 as the forward's.
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
                                    const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
-                                   const CudaDropout& drop, bool bf16 = false);
+                                   const CudaDropout& drop, bool bf16 = false, __nv_bfloat16* ws16 = nullptr);
 
-// The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes already checked, b, t > 0.
-CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                       int64_t c, int64_t nh, const CudaDropout& drop);
+// The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes and ws16 already checked,
+// b, t > 0.
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, __nv_bfloat16* ws16,
+                                       int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* att, int64_t b, int64_t t, int64_t c,
-                                        int64_t nh, const CudaDropout& drop);
+                                        const float* qkv, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
+                                        int64_t c, int64_t nh, const CudaDropout& drop);
 
 }  // namespace mira

@@ -1,57 +1,50 @@
 // Flash-style causal attention on tensor cores: the bf16 operand mode (AttentionPrecision::BF16;
-// cuda_attention_forward/backward with bf16 = true, kernels/cuda/attention.h). Every matmul takes
-// bf16 operands with fp32 accumulation through the WMMA API (nvcuda::wmma, m16n16k16 bf16
-// fragments, fp32 accumulators; no inline PTX, so tests/emu can run it); softmax, logsumexp, masks,
+// cuda_attention_forward/backward with bf16 = true, kernels/cuda/attention.h). Every matmul is an
+// mma.sync m16n8k16 with bf16 operands and fp32 accumulators (kernels/cuda/mma_bf16.cuh), and the
+// scores, probabilities and score gradients never leave the registers: the C fragments of one
+// product, rounded to bf16 and packed, are the A fragments of the next. Softmax, logsumexp, masks,
 // dropout and the score gradients are fp32. The roundings are exactly those of the CPU oracle
-// (kernels/cpu/attention.h, bf16 = true): q, k, v, dO rounded to bf16 when loaded into shared
-// memory; the dropped probabilities Pd = z P and the score gradients dS rounded before their
-// products. So CPU bf16 and CUDA bf16 differ only by the fp32 summation order (and the rare bf16
-// rounding flip of a P or dS that the fp32 differences push across a rounding boundary).
+// (kernels/cpu/attention.h, bf16 = true): q, k, v, dO rounded to bf16 once per call (k_pack_heads),
+// the dropped probabilities Pd = z P and the score gradients dS rounded before their products. So
+// CPU bf16 and CUDA bf16 differ only by the fp32 summation order (and the rare bf16 rounding flip
+// of a P or dS that the fp32 differences push across a rounding boundary).
 //
-// Kernels (128 threads = 4 warps; query tiles of BR = 64 rows, key tiles of BC = 64 keys; warp w
-// owns the 16 rows 16w..16w+15 of its block's tile; head dim padded to D = 32, 64 or 128 with zeros):
-//  - k_bf16_forward: one block per (query tile, batch*head), two passes over the key tiles up to
-//    the causal limit. Pass 1: S = scale q k^T, the exact row max m and row sum l (online, fp32).
-//    Pass 2: S again, P = exp(S - m) / l, Pd = z P rounded to bf16, O += Pd v (fp32 accumulator
-//    fragments). Two passes because the oracle rounds the normalised P: a one-pass (online-rescaled)
-//    kernel would round exp(S - m_running), a different value. Writes out, a copy of out and the
-//    row logsumexp L = m + log l (the saved state of attention.h, unchanged).
+// Inputs: k_pack_heads copies q, k, v (and dO in the backward) into the bf16 workspace in a padded
+// head-major layout (B*H, TP, D): TP = T rounded up to 64, D = hd rounded up to 32, 64 or 128,
+// zeros in the padding. So every tile is a whole, aligned (64, D) block that 16-byte cp.async copies
+// bring into shared memory (double-buffered: the next tile streams in while this one is used), with
+// no bounds checks in the kernels; any T and head dims up to 128 work.
+// Kernels (128 threads = 4 warps; tiles of 64 queries / 64 keys; warp w owns 16 rows of its block's
+// tile):
+//  - k_bf16_forward: one block per (query tile, batch*head), longest tiles first. Two passes over
+//    the key tiles up to the causal limit. Pass 1: S = scale q k^T, the exact row max m and row sum l
+//    (online, fp32). Pass 2: S again, P = exp(S - m) / l, Pd = z P rounded to bf16, O += Pd v. Two
+//    passes because the oracle rounds the normalised P: a one-pass (online-rescaled) kernel would
+//    round exp(S - m_running), a different value. Writes out, a copy of out and the row logsumexp
+//    L = m + log l (the saved state of attention.h).
 //  - k_bf16_row_dot: D_i = sum_d bf16(dO_id) O_id (the oracle's D, attention.h).
 //  - k_bf16_backward_dkv: one block per (key tile, batch*head); walks the query tiles from the
-//    diagonal to T: S^T = k q^T, dPd^T = v dO^T, P = exp(S - L), dS = P (z dPd - D) scale, then
-//    dV += bf16(Pd)^T bf16(dO) and dK += bf16(dS)^T bf16(q) in accumulator fragments.
+//    diagonal to T, 32 queries per register step: S^T = k q^T, dPd^T = v dO^T, P = exp(S - L),
+//    dS = P (z dPd - D) scale, then dV += bf16(Pd)^T bf16(dO) and dK += bf16(dS)^T bf16(q).
 //  - k_bf16_backward_dq: one block per (query tile, batch*head); walks the key tiles up to the
-//    causal limit: S, dPd, dS as above, dQ += bf16(dS) bf16(k).
-// The fragment layout is opaque, so every per-element step (mask, softmax, dropout, dS) runs on
-// tiles stored to shared memory (store_matrix_sync): lane l of a warp takes row l / 2 of its 16-row
-// tile and the 32 columns 32 (l % 2) .. + 31, the row reductions combining the two lanes with one
-// shuffle. Deterministic: fixed tile orders, fixed in-fragment sums, no atomics.
-// Shared memory (dynamic, opted in with cudaFuncSetAttribute): D = 64: forward 53 KB, dK/dV 89 KB,
-// dQ 80 KB; D = 128: 93 / 136 / 127 KB (sm_80 allows 163 KB, sm_90 227 KB). The WMMA pointers need
-// 256-bit alignment: every buffer below starts at a multiple of 128 bytes of the dynamic shared
-// memory, whose base the hardware aligns (the kernels declare no static shared variables).
-// Measured on an H200 at GPT-2's shape (B 8, T 1024, hd 64, 12 heads, dropout 0.1): forward
-// 0.54 ms, backward 1.19 ms per layer, 1.7x / 1.9x the fp32 kernels: correct, but far from the
-// tensor cores' rate. Likely costs, in the order to attack them: the K/V tiles are loaded
-// synchronously (fp32 loads + bf16 conversion, then __syncthreads; no prefetch of the next tile
-// into registers or a second buffer), and every block re-converts q/k/v (a bf16 copy of qkv made
-// once per call would halve the bytes and allow cp.async); only 4 warps per block with 53-136 KB of
-// shared memory; the per-element steps (softmax, dropout hash, dS) run 32 elements serially per
-// lane with 2-4-way bank conflicts on the fp32 score tiles; the dK/dV kernel draws one rng_at per
-// dropout element (its lanes walk columns; the forward and dQ kernels reuse each draw for 4).
-#include <mma.h>
-
+//    causal limit, 32 keys per register step: S, dPd, dS as above, dQ += bf16(dS) bf16(k).
+// n-tiles (8 keys or queries) that lie wholly outside the causal triangle or past T are skipped.
+// Deterministic: fixed tile orders, fixed in-fragment sums, no atomics.
+// Shared memory: the forward 5 tiles (q, k x2, v x2), the backward 6 (+ 1 KB of row values); a tile
+// is (64, D + 8) bf16: D = 64: 46 / 56 KB; D = 128: 85 / 103 KB (opted in with cudaFuncSetAttribute).
+// Measured: the previous WMMA version (shared-memory score tiles) ran 0.54 ms forward, 1.19 ms
+// backward per GPT-2 layer on an H200 (docs/results.md); this version is not yet timed on a GPU.
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/attention_launch.cuh"
 #include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/mma_bf16.cuh"
 
 namespace mira {
 
 using namespace cuda_detail;
-using namespace nvcuda;
 
 namespace {
 
@@ -60,108 +53,157 @@ constexpr int NW = 4;          // warps per block
 constexpr int NT = NW * WARP;  // threads per block
 constexpr int BR = 16 * NW;    // query rows per tile
 constexpr int BC = 64;         // keys per tile
-constexpr int HALF = BC / 2;   // columns of a tile row per lane
-static_assert(BR == BC, "the backward's first query tile of a key tile is the diagonal one");
+constexpr int STEP = 32;       // keys (dQ) or queries (dK/dV) per register step of the backward
+static_assert(BR == BC, "the padded length TP is a multiple of both; the backward starts on the diagonal tile");
 
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+// The padded head dimension of hd (the kernels' template parameter).
+inline int padded_head_dim(int64_t hd) { return hd <= 32 ? 32 : hd <= 64 ? 64 : 128; }
+// T rounded up to whole tiles: the row count of a padded head.
+inline int64_t padded_len(int64_t t) { return (t + BC - 1) / BC * BC; }
 
-constexpr int align128(int bytes) { return (bytes + 127) / 128 * 128; }
-
-// Strides (elements) and buffer sizes (bytes) for head dim D (padded).
 template <int D>
-struct Geo16 {
-  static constexpr int LDH = D + 8;   // bf16 (rows, D) tiles: rows 16 B apart modulo 128 (fewer bank conflicts)
-  static constexpr int LDS = BC + 4;  // fp32 (16, BC) score tiles of a warp
-  static constexpr int LDP = BC + 8;  // bf16 (16, BC) probability / gradient tiles of a warp
-  static constexpr int LDO = D + 4;   // fp32 (16, D) output staging of a warp
-  static constexpr int TILE = align128(64 * LDH * 2);                        // (64, LDH) bf16
-  static constexpr int SF = align128(16 * (LDS > LDO ? LDS : LDO) * 4);       // per warp: scores / staging
-  static constexpr int SF2 = align128(16 * LDS * 4);                          // per warp: second fp32 tile
-  static constexpr int PB = align128(16 * LDP * 2);                           // per warp: bf16 tile
-  static constexpr int ROWV = align128(BR * 4);                               // (BR) fp32 row values
-  static constexpr int FWD = 3 * TILE + NW * (SF + PB);
-  // The backward kernels' layout (BackwardSmem) with npb bf16 tiles per warp: dK/dV 2, dQ 1.
-  static constexpr int bwd_warp(int npb) { return SF + SF2 + npb * PB; }
-  static constexpr int bwd(int npb) { return 4 * TILE + NW * bwd_warp(npb) + 2 * ROWV; }
-  static constexpr int DKV = bwd(2);
-  static constexpr int DQ = bwd(1);
-  static_assert(D % 16 == 0 && LDH % 8 == 0 && LDP % 8 == 0 && LDS % 4 == 0 && LDO % 4 == 0,
-                "WMMA ldm: multiples of 16 bytes");
+struct Geo {
+  static constexpr int LDH = D + 8;          // row stride (elements) of a (64, LDH) shared tile: rows 16-byte
+                                             // aligned, and the 8 rows of an ldmatrix hit distinct banks
+  static constexpr int TILE = 64 * LDH * 2;  // bytes of a tile (a multiple of 128)
+  static constexpr int FWD = 5 * TILE;                // q, k x2, v x2
+  static constexpr int BWD = 6 * TILE + 4 * BR * 4;   // 2 resident + 2 x2 streamed tiles, L and D x2
+  static_assert(D % 32 == 0, "ldmatrix x4 covers 32 columns of A / B^T per call");
 };
 
-// The dynamic shared memory of the backward kernels (G::bwd(NPB) bytes from sm): four bf16 (64, LDH)
-// tiles (which operand goes where is the kernel's choice), then per warp an fp32 (16, LDS) tile of
-// scores (also the (16, LDO) output staging), an fp32 (16, LDS) tile of dPd and NPB bf16 (16, LDP)
-// tiles, then the (BR) row values L and D of the query tile.
-template <int D, int NPB>
-struct BackwardSmem {
-  static constexpr int WARP_BYTES = Geo16<D>::bwd_warp(NPB);  // one warp's share
-  bf16* tile[4];
-  float* s;
-  float* dp;
-  bf16* pb[NPB];
-  float* Ls;
-  float* Ds;
-  __device__ BackwardSmem(unsigned char* sm, int warp) {
-    using G = Geo16<D>;
-    for (int n = 0; n < 4; ++n) tile[n] = reinterpret_cast<bf16*>(sm + n * G::TILE);
-    unsigned char* pw = sm + 4 * G::TILE + warp * WARP_BYTES;
-    s = reinterpret_cast<float*>(pw);
-    dp = reinterpret_cast<float*>(pw + G::SF);
-    for (int n = 0; n < NPB; ++n) pb[n] = reinterpret_cast<bf16*>(pw + G::SF + G::SF2 + n * G::PB);
-    Ls = reinterpret_cast<float*>(sm + 4 * G::TILE + NW * WARP_BYTES);
-    Ds = Ls + G::ROWV / 4;
-  }
-};
-
-// Head h of batch bi in the backward's inputs: q, k, v in qkv (B, T, 3C) with leading dimension
-// ld = 3C, dO in dout (B, T, C) (leading dimension c); each points at the head's column 0 of row 0.
-struct HeadInputs {
-  const float *q, *k, *v, *dO;
-  int64_t ld;
-  __device__ HeadInputs(const float* qkv, const float* dout, int64_t bi, int64_t h, int64_t t, int64_t c, int hd)
-      : q(qkv + bi * t * 3 * c + h * hd), k(q + c), v(q + 2 * c), dO(dout + bi * t * c + h * hd), ld(3 * c) {}
-};
-
-// Rows [r0, r0 + 64) of one head's slice of a row-major fp32 tensor (g: the head's column 0 of row
-// 0, leading dimension ld) rounded to bf16 into s (64, LDH); zero past row t and past column hd.
-// vec: hd % 4 == 0 and g, ld 16-byte aligned (float4 loads).
+// dst (sections, B*H, TP, D) bf16 from src (B, T, ld) fp32: section s, head h of batch bi is columns
+// s*c + h*hd .. + hd of each row; zeros past row t and column hd. One thread per 8 elements (one
+// 16-byte store).
 template <int D>
-__device__ inline void load_tile(bf16* s, const float* g, int64_t ld, int64_t r0, int64_t t, int hd, bool vec) {
-  constexpr int LDH = Geo16<D>::LDH;
-  if (vec) {
-    constexpr int Q = D / 4;
-    for (int e = threadIdx.x; e < 64 * Q; e += NT) {
-      const int r = e / Q, d = (e % Q) * 4;
-      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (r0 + r < t && d < hd) v = *reinterpret_cast<const float4*>(g + (r0 + r) * ld + d);
-      bf16* o = s + r * LDH + d;
-      o[0] = __float2bfloat16_rn(v.x);
-      o[1] = __float2bfloat16_rn(v.y);
-      o[2] = __float2bfloat16_rn(v.z);
-      o[3] = __float2bfloat16_rn(v.w);
+__global__ void k_pack_heads(bf16* dst, const float* src, int64_t ld, int64_t sections, int64_t bnh, int64_t t,
+                             int64_t tp, int64_t c, int64_t nh, int hd) {
+  constexpr int CH = D / 8;
+  const int64_t n = sections * bnh * tp * CH;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int d0 = (int)(e % CH) * 8;
+    const int64_t r = e / CH, row = r % tp, bh = (r / tp) % bnh, s = r / tp / bnh;
+    float v[8];
+#pragma unroll
+    for (int x = 0; x < 8; ++x) v[x] = 0.0f;
+    if (row < t) {
+      const float* g = src + ((bh / nh) * t + row) * ld + s * c + (bh % nh) * hd;
+#pragma unroll
+      for (int x = 0; x < 8; ++x)
+        if (d0 + x < hd) v[x] = g[d0 + x];
     }
-  } else {
-    for (int e = threadIdx.x; e < 64 * D; e += NT) {
-      const int r = e / D, d = e % D;
-      s[r * LDH + d] = __float2bfloat16_rn((r0 + r < t && d < hd) ? g[(r0 + r) * ld + d] : 0.0f);
-    }
+    uint4 o;
+    o.x = pack_bf16x2(v[0], v[1]);
+    o.y = pack_bf16x2(v[2], v[3]);
+    o.z = pack_bf16x2(v[4], v[5]);
+    o.w = pack_bf16x2(v[6], v[7]);
+    *reinterpret_cast<uint4*>(dst + e * 8) = o;
   }
 }
 
-// Per-row values of (B*H, T) arrays for rows [i0, i0 + BR) of head bh (zero past t).
+// Block-level: rows [r0, r0 + 64) of a padded head g (TP, D) into the shared tile s (64, LDH), as
+// 16-byte cp.async copies of this thread (the caller commits and waits).
+template <int D>
+__device__ inline void load_tile_async(bf16* s, const bf16* g, int64_t r0) {
+  constexpr int CH = D / 8;
+  for (int e = threadIdx.x; e < 64 * CH; e += NT) {
+    const int r = e / CH, x = (e % CH) * 8;
+    cp_async16(s + r * Geo<D>::LDH + x, g + (r0 + r) * D + x);
+  }
+}
+
+// Per-row values of (B*H, T) arrays for rows [i0, i0 + 64) of head bh (zero past t).
 __device__ inline void load_row_values(float* s, const float* g, int64_t bh, int64_t i0, int64_t t) {
   for (int r = threadIdx.x; r < BR; r += NT) s[r] = i0 + r < t ? g[bh * t + i0 + r] : 0.0f;
 }
 
+// Warp-level: the A fragments of rows [r0, r0 + 16) of a shared tile, a[kk] = columns 16kk..16kk+15.
+template <int D>
+__device__ inline void load_a_frags(uint32_t (&a)[D / 16][4], const bf16* s, int r0) {
+  const int lane = threadIdx.x % WARP;
+  const bf16* p = s + (r0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * Geo<D>::LDH + 8 * (lane >> 4);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(a[kk], p + 16 * kk);
+}
+
+// Warp-level: acc (16, 8 NN) = A B^T, A the warp's fragments (16, D), B rows [n0, n0 + 8 NN) of a
+// shared tile (the keys of S = q k^T, the queries of S^T = k q^T). n-tiles nt >= nn_end (warp-
+// uniform) are not computed and left zero.
+template <int D, int NN>
+__device__ inline void product_abt(float (&acc)[NN][4], const uint32_t (&a)[D / 16][4], const bf16* s, int n0,
+                                   int nn_end) {
+  const int lane = threadIdx.x % WARP;
+#pragma unroll
+  for (int nt = 0; nt < NN; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+    if (nt >= nn_end) continue;
+    const bf16* p = s + (n0 + 8 * nt + (lane & 7)) * Geo<D>::LDH + 8 * (lane >> 3);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk += 2) {
+      uint32_t b[4];  // B^T (k, n) = B[n][k]: b[0..1] for columns 16kk.., b[2..3] for 16(kk + 1)..
+      ldmatrix_x4(b, p + 16 * kk);
+      mma_bf16_16816(acc[nt], a[kk], b[0], b[1]);
+      mma_bf16_16816(acc[nt], a[kk + 1], b[2], b[3]);
+    }
+  }
+}
+
+// Warp-level: acc (16, D as D/8 n-tiles) += A (16, 16 KK; fragments pa) times rows [k0, k0 + 16 KK)
+// of a shared tile (V, dO, q or k: (rows, D) row-major, read transposed by ldmatrix). k-steps
+// kk >= kk_end (warp-uniform; their A is zero) are skipped.
+template <int D, int KK>
+__device__ inline void product_add_av(float (&acc)[D / 8][4], const uint32_t (&pa)[KK][4], const bf16* s, int k0,
+                                      int kk_end) {
+  const int lane = threadIdx.x % WARP;
+#pragma unroll
+  for (int kk = 0; kk < KK; ++kk) {
+    if (kk >= kk_end) continue;
+    const bf16* p = s + (k0 + 16 * kk + (lane & 15)) * Geo<D>::LDH + 8 * (lane >> 4);
+#pragma unroll
+    for (int dd = 0; dd < D / 8; dd += 2) {
+      uint32_t b[4];  // b[0..1]: columns 8dd..8dd+7, b[2..3]: the next 8
+      ldmatrix_x4_trans(b, p + 8 * dd);
+      mma_bf16_16816(acc[dd], pa[kk], b[0], b[1]);
+      mma_bf16_16816(acc[dd + 1], pa[kk], b[2], b[3]);
+    }
+  }
+}
+
+// The A fragments (16, 16 KK) of a (16, 8 * 2KK) tile of C fragments, rounded to bf16 (the register
+// layouts line up: n-tiles 2kk and 2kk + 1 are the left and right halves of k-step kk).
+template <int KK>
+__device__ inline void to_a_frags(uint32_t (&a)[KK][4], const float (&v)[2 * KK][4]) {
+#pragma unroll
+  for (int kk = 0; kk < KK; ++kk) {
+    a[kk][0] = pack_bf16x2(v[2 * kk][0], v[2 * kk][1]);
+    a[kk][1] = pack_bf16x2(v[2 * kk][2], v[2 * kk][3]);
+    a[kk][2] = pack_bf16x2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
+    a[kk][3] = pack_bf16x2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
+  }
+}
+
+// Warp-level: the (16, D) accumulator into rows r0..r0+15 (those < t), columns < hd, of g
+// (leading dimension ld; g points at the head's column 0 of row 0); also into g2 when non-null.
+template <int D>
+__device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, float* g2, int64_t ld, int64_t r0,
+                                  int64_t t, int hd) {
+  const int lane = threadIdx.x % WARP;
+#pragma unroll
+  for (int dd = 0; dd < D / 8; ++dd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t r = r0 + lane / 4 + 8 * (e / 2);
+      const int col = 8 * dd + 2 * (lane % 4) + e % 2;
+      if (r >= t || col >= hd) continue;
+      g[r * ld + col] = acc[dd][e];
+      if (g2) g2[r * ld + col] = acc[dd][e];
+    }
+}
+
 // The dropout keep factor of (bh, i, j): keep_scale or 0 (attention.h, CudaDropout), with the last
 // rng_at draw cached: one draw holds the 16-bit lanes of 4 consecutive mask indices, so a lane that
-// walks a row's columns in order (the forward, dQ) draws once per 4 elements instead of 4 times;
-// the dK/dV kernel walks a column (indices t apart) and draws every time. The same bits as
-// dropout_keep_dev.
+// walks a row's columns in order (the forward, dQ) draws about once per 2-4 elements; the dK/dV
+// kernel walks a column (indices t apart) and draws every time. The same bits as dropout_keep_dev.
 struct KeepCache {
   uint64_t group = ~0ull, bits = 0;
   __device__ float factor(const CudaDropout& drop, float keep_scale, int64_t bh, int64_t t, int64_t i, int64_t j) {
@@ -171,146 +213,123 @@ struct KeepCache {
   }
 };
 
-// Warp-level: out (16, BC; stride LDS, fp32) = A (16, D; stride LDH) B^T with B (BC, D; stride LDH),
-// both bf16: the scores q k^T (or dO v^T, k q^T, v dO^T), unscaled.
-template <int D>
-__device__ inline void product_abt(float* out, const bf16* A, const bf16* B) {
-  constexpr int LDH = Geo16<D>::LDH, LDS = Geo16<D>::LDS;
-  FragC acc[BC / 16];
-#pragma unroll
-  for (int n = 0; n < BC / 16; ++n) wmma::fill_fragment(acc[n], 0.0f);
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    FragA a;
-    wmma::load_matrix_sync(a, A + kk * 16, LDH);
-#pragma unroll
-    for (int n = 0; n < BC / 16; ++n) {
-      FragBCol b;  // B^T (k, n) = B[n][k]
-      wmma::load_matrix_sync(b, B + n * 16 * LDH + kk * 16, LDH);
-      wmma::mma_sync(acc[n], a, b, acc[n]);
-    }
-  }
-#pragma unroll
-  for (int n = 0; n < BC / 16; ++n) wmma::store_matrix_sync(out + n * 16, acc[n], LDS, wmma::mem_row_major);
-}
-
-// Warp-level: acc (16, D as D/16 fragments) += P (16, BC; stride LDP, bf16) V (BC, D; stride LDH).
-template <int D>
-__device__ inline void product_add_pv(FragC (&acc)[D / 16], const bf16* P, const bf16* V) {
-  constexpr int LDH = Geo16<D>::LDH, LDP = Geo16<D>::LDP;
-#pragma unroll
-  for (int kk = 0; kk < BC / 16; ++kk) {
-    FragA a;
-    wmma::load_matrix_sync(a, P + kk * 16, LDP);
-#pragma unroll
-    for (int dd = 0; dd < D / 16; ++dd) {
-      FragBRow b;
-      wmma::load_matrix_sync(b, V + kk * 16 * LDH + dd * 16, LDH);
-      wmma::mma_sync(acc[dd], a, b, acc[dd]);
-    }
-  }
-}
-
-// Warp-level: the (16, D) accumulator through the staging tile st (stride LDO) into rows r0..r0+15
-// (those < t) of one head's slice g (leading dimension ld), columns < hd; a second copy into g2 when
-// non-null (the forward's saved out).
-template <int D>
-__device__ inline void write_rows(float* st, FragC (&acc)[D / 16], float* g, float* g2, int64_t ld, int64_t r0,
-                                  int64_t t, int hd) {
-  constexpr int LDO = Geo16<D>::LDO;
-#pragma unroll
-  for (int dd = 0; dd < D / 16; ++dd) wmma::store_matrix_sync(st + dd * 16, acc[dd], LDO, wmma::mem_row_major);
-  __syncwarp();
-  for (int e = threadIdx.x % WARP; e < 16 * D; e += WARP) {
-    const int r = e / D, d = e % D;
-    if (d >= hd || r0 + r >= t) continue;
-    const float v = st[r * LDO + d];
-    g[(r0 + r) * ld + d] = v;
-    if (g2) g2[(r0 + r) * ld + d] = v;
-  }
-}
+// The element (n-tile nt, register e) of a warp's C fragments: its row (0..15) and column offset.
+__device__ inline int frag_row(int e) { return (threadIdx.x % WARP) / 4 + 8 * (e / 2); }
+__device__ inline int frag_col(int nt, int e) { return 8 * nt + 2 * (threadIdx.x % 4) + e % 2; }
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_forward(float* out, float* lse, float* out_copy, const float* qkv, int64_t t, int64_t c, int64_t nh, int hd,
-                   float scale, CudaDropout drop, float keep_scale, bool vec) {
-  using G = Geo16<D>;
+    k_bf16_forward(float* out, float* lse, float* out_copy, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
+                   int64_t tp, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
+  using G = Geo<D>;
   extern __shared__ float4 smem4[];
   unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
-  const int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-  bf16* Qs = reinterpret_cast<bf16*>(sm);                                // (BR, LDH)
-  bf16* Ks = reinterpret_cast<bf16*>(sm + G::TILE);                      // (BC, LDH)
-  bf16* Vs = reinterpret_cast<bf16*>(sm + 2 * G::TILE);                  // (BC, LDH)
-  float* Sw = reinterpret_cast<float*>(sm + 3 * G::TILE + warp * G::SF);  // (16, LDS) / staging (16, LDO)
-  bf16* Pw = reinterpret_cast<bf16*>(sm + 3 * G::TILE + NW * G::SF + warp * G::PB);  // (16, LDP)
+  // Shared tiles (64, LDH): q, then k and v of buffer x (pointer arithmetic, not arrays of pointers:
+  // a runtime index into a local array would put it in local memory).
+  bf16* Qs = reinterpret_cast<bf16*>(sm);
+  auto Ks = [&](int x) { return reinterpret_cast<bf16*>(sm + (1 + x) * G::TILE); };
+  auto Vs = [&](int x) { return reinterpret_cast<bf16*>(sm + (3 + x) * G::TILE); };
+  const int warp = threadIdx.x / WARP;
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * BR;  // the longest (last) tiles start first
   const int64_t iw = i0 + 16 * warp;                               // this warp's first row
-  const int64_t ld = 3 * c;
-  const float* q = qkv + bi * t * ld + h * hd;
-  const float* k = q + c;
-  const float* v = q + 2 * c;
+  const bf16 *qg = q16 + bh * tp * D, *kg = k16 + bh * tp * D, *vg = v16 + bh * tp * D;
   const bool dropping = drop.p > 0.0f;
-  const int rr = lane / 2, c0 = (lane % 2) * HALF;  // this lane's row of the warp's tile, first column
-  const int64_t i = iw + rr;
-
-  load_tile<D>(Qs, q, ld, i0, t, hd, vec);
   const int64_t kend = i0 + BR < t ? i0 + BR : t;  // keys [0, kend) are visible to some row of the tile
-  // Pass 1: row max m and row sum l = sum_j exp(S_ij - m) (online over the tiles, in order).
-  float m = -INFINITY, l = 0.0f;
-  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
-    __syncthreads();  // previous tile's reads of Ks done (first: Qs written)
-    load_tile<D>(Ks, k, ld, j0, t, hd, vec);
-    __syncthreads();
-    if (iw >= t || j0 > iw + 15) continue;  // warp-uniform: no visible key in this tile
-    product_abt<D>(Sw, Qs + 16 * warp * G::LDH, Ks);
-    __syncwarp();
-    float mt = -INFINITY;
-    for (int x = 0; x < HALF; ++x) {
-      const int64_t j = j0 + c0 + x;
-      if (i < t && j <= i) mt = fmaxf(mt, Sw[rr * G::LDS + c0 + x] * scale);
-    }
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-    const float m_new = fmaxf(m, mt);
-    float ps = 0.0f;
-    for (int x = 0; x < HALF; ++x) {
-      const int64_t j = j0 + c0 + x;
-      if (i < t && j <= i) ps += expf(Sw[rr * G::LDS + c0 + x] * scale - m_new);
-    }
-    ps += __shfl_xor_sync(0xffffffffu, ps, 1);
-    l = (m == -INFINITY ? 0.0f : l * expf(m - m_new)) + ps;
-    m = m_new;
-    __syncwarp();  // Sw reads done before the next tile's store
-  }
-  const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;  // l >= 1 for every row i < t (its max gives exp(0))
-  // Pass 2: P = exp(S - m) / l, Pd = z P rounded to bf16, O += Pd v.
-  FragC acc[D / 16];
+  const int ntile = (int)((kend + BC - 1) / BC);
+  const int steps = 2 * ntile;  // pass 1 over the k tiles, then pass 2 over the k and v tiles
+  const bool active = iw < t;   // warp-uniform: the warp has rows to compute
+  int64_t row[2];
+  for (int r = 0; r < 2; ++r) row[r] = iw + frag_row(2 * r);
+
+  // Step st's tiles into buffer st % 2 (one commit group).
+  auto issue = [&](int st) {
+    const int jt = st < ntile ? st : st - ntile;
+    load_tile_async<D>(Ks(st & 1), kg, (int64_t)jt * BC);
+    if (st >= ntile) load_tile_async<D>(Vs(st & 1), vg, (int64_t)jt * BC);
+    cp_async_commit();
+  };
+  load_tile_async<D>(Qs, qg, i0);
+  issue(0);  // one group with q
+
+  uint32_t qa[D / 16][4];
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, inv_l[2] = {0.0f, 0.0f};
+  float o[D / 8][4];
 #pragma unroll
-  for (int dd = 0; dd < D / 16; ++dd) wmma::fill_fragment(acc[dd], 0.0f);
-  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
-    __syncthreads();  // previous tile's reads of Ks, Vs done
-    load_tile<D>(Ks, k, ld, j0, t, hd, vec);
-    load_tile<D>(Vs, v, ld, j0, t, hd, vec);
-    __syncthreads();
-    if (iw >= t || j0 > iw + 15) continue;
-    product_abt<D>(Sw, Qs + 16 * warp * G::LDH, Ks);
-    __syncwarp();
-    KeepCache kc;
-    for (int x = 0; x < HALF; ++x) {
-      const int64_t j = j0 + c0 + x;
-      float p = 0.0f;
-      if (i < t && j <= i) {
-        p = expf(Sw[rr * G::LDS + c0 + x] * scale - m) * inv_l;  // as the CPU: exp(S - max) * (1 / sum)
-        if (dropping) p *= kc.factor(drop, keep_scale, bh, t, i, j);
-      }
-      Pw[rr * G::LDP + c0 + x] = __float2bfloat16_rn(p);
+  for (int dd = 0; dd < D / 8; ++dd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dd][e] = 0.0f;
+  for (int st = 0; st < steps; ++st) {
+    if (st + 1 < steps) {
+      issue(st + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
-    __syncwarp();
-    product_add_pv<D>(acc, Pw, Vs);
-    __syncwarp();  // Pw / Sw reads done before the next tile's writes
+    __syncthreads();  // step st's tiles (and q) visible to every warp
+    if (st == 0) load_a_frags<D>(qa, Qs, 16 * warp);
+    const int64_t j0 = (int64_t)(st < ntile ? st : st - ntile) * BC;
+    if (active && j0 <= iw + 15) {  // warp-uniform: some key of the tile is visible to the warp
+      const int nn_end = (int)((iw + 15 - j0) / 8 + 1 < 8 ? (iw + 15 - j0) / 8 + 1 : 8);
+      float s[8][4];
+      product_abt<D, 8>(s, qa, Ks(st & 1), 0, nn_end);
+      if (st < ntile) {  // pass 1: online row max and row sum
+        float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
+            if (i < t && j <= i) mt[e / 2] = fmaxf(mt[e / 2], s[nt][e] * scale);
+          }
+        float ps[2] = {0.0f, 0.0f}, m_new[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
+          mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
+          m_new[r] = fmaxf(m[r], mt[r]);
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
+            if (i < t && j <= i) ps[e / 2] += expf(s[nt][e] * scale - m_new[e / 2]);
+          }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 1);
+          ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 2);
+          l[r] = (m[r] == -INFINITY ? 0.0f : l[r] * expf(m[r] - m_new[r])) + ps[r];
+          m[r] = m_new[r];
+        }
+      } else {  // pass 2: Pd = z exp(S - m) / l in bf16, O += Pd v
+        KeepCache kc[2];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
+            float p = 0.0f;
+            if (i < t && j <= i) {
+              p = expf(s[nt][e] * scale - m[e / 2]) * inv_l[e / 2];  // as the CPU: exp(S - max) * (1 / sum)
+              if (dropping) p *= kc[e / 2].factor(drop, keep_scale, bh, t, i, j);
+            }
+            s[nt][e] = p;
+          }
+        uint32_t pa[4][4];
+        to_a_frags<4>(pa, s);
+        product_add_av<D, 4>(o, pa, Vs(st & 1), 0, (nn_end + 1) / 2);
+      }
+    }
+    if (st == ntile - 1)
+      for (int r = 0; r < 2; ++r) inv_l[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // l >= 1 for rows < t
+    __syncthreads();  // reads of buffer st % 2 done before step st + 2 streams into it
   }
-  if (lane % 2 == 0 && i < t) lse[bh * t + i] = m + logf(l);
-  write_rows<D>(Sw, acc, out + bi * t * c + h * hd, out_copy + bi * t * c + h * hd, c, iw, t, hd);
+  if (threadIdx.x % 4 == 0)
+    for (int r = 0; r < 2; ++r)
+      if (row[r] < t) lse[bh * t + row[r]] = m[r] + logf(l[r]);
+  write_rows<D>(o, out + bi * t * c + h * hd, out_copy + bi * t * c + h * hd, c, iw, t, hd);
 }
 
 // D[bh*T + i] = sum_{d < hd} bf16(dout[bi, i, h*hd + d]) * o[bi, i, h*hd + d]; one warp per row.
@@ -327,195 +346,265 @@ __global__ void k_bf16_row_dot(float* dsum, const float* dout, const float* o, i
   if (lane == 0) dsum[r] = s;
 }
 
-// Warp-level per-element step of both backward kernels on the warp's (16, BC) tiles: S (unscaled
-// scores) and dPd (stride LDS) in, bf16 dS (and bf16 Pd when Pd is non-null) out (stride LDP).
-// Element (a, b) of the tile is (row_i(a, b), col_j(a, b)) of the (T, T) matrices: the dK/dV kernel
-// works on transposed tiles (rows = keys). r0: the tile's first row, c0: its first column. Ls, Ds: L
-// and D of the block's query tile; qoff: the index there of the tile's first query.
-template <int D, bool TRANSPOSED>
-__device__ inline void tile_grads(bf16* Pd, bf16* dS, const float* S, const float* dP, const float* Ls,
-                                  const float* Ds, int qoff, int64_t r0, int64_t c0, int64_t t, int64_t bh,
-                                  float scale, const CudaDropout& drop, float keep_scale) {
-  using G = Geo16<D>;
-  const int lane = threadIdx.x % WARP, a = lane / 2, b0 = (lane % 2) * HALF;
+// The backward's padded bf16 inputs of head bh: q, k, v, dO (each (TP, D)).
+struct HeadInputs16 {
+  const bf16 *q, *k, *v, *dO;
+};
+template <int D>
+__device__ inline HeadInputs16 head_inputs(const bf16* ws16, int64_t bnh, int64_t tp, int64_t bh) {
+  const int64_t per = bnh * tp * D, off = bh * tp * D;
+  return HeadInputs16{ws16 + off, ws16 + per + off, ws16 + 2 * per + off, ws16 + 3 * per + off};
+}
+
+// The per-element step of both backward kernels on one register step (16 rows x STEP columns): from
+// the scores s (unscaled) and dPd (C fragments), the bf16 A fragments of Pd = z P and of
+// dS = P (z dPd - D) scale (the dQ kernel ignores pda: the compiler drops its packing). TRANSPOSED (dK/dV): rows are keys r0.., columns queries c0..; else
+// rows are queries r0.., columns keys c0... Lv, Dv: L and D of the step's query for each fragment
+// element (per row when not TRANSPOSED, per column when TRANSPOSED).
+template <bool TRANSPOSED>
+__device__ inline void step_grads(uint32_t (&pda)[STEP / 16][4], uint32_t (&dsa)[STEP / 16][4], float (&s)[STEP / 8][4],
+                                  float (&dp)[STEP / 8][4], const float* Lq, const float* Dq, int64_t r0, int64_t c0,
+                                  int64_t t, int64_t bh, float scale, const CudaDropout& drop, float keep_scale) {
   const bool dropping = drop.p > 0.0f;
-  KeepCache kc;
-  for (int x = 0; x < HALF; ++x) {
-    const int b = b0 + x;
-    // TRANSPOSED: row a is key r0 + a, column b query c0 + b; else row a is query r0 + a, column b key c0 + b.
-    const int64_t i = TRANSPOSED ? c0 + b : r0 + a, j = TRANSPOSED ? r0 + a : c0 + b;
-    const int qi = qoff + (TRANSPOSED ? b : a);  // the query's index in Ls, Ds
-    float pd = 0.0f, ds = 0.0f;
-    if (i < t && j <= i) {
-      const float p = expf(S[a * G::LDS + b] * scale - Ls[qi]);
-      const float z = dropping ? kc.factor(drop, keep_scale, bh, t, i, j) : 1.0f;
-      pd = p * z;
-      ds = p * (dP[a * G::LDS + b] * z - Ds[qi]) * scale;
+  KeepCache kc[2];
+#pragma unroll
+  for (int nt = 0; nt < STEP / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int a = frag_row(e), b = frag_col(nt, e);
+      const int64_t i = TRANSPOSED ? c0 + b : r0 + a, j = TRANSPOSED ? r0 + a : c0 + b;
+      const int qi = TRANSPOSED ? b : a;  // the query's index in Lq, Dq
+      float pd = 0.0f, ds = 0.0f;
+      if (i < t && j <= i) {
+        const float p = expf(s[nt][e] * scale - Lq[qi]);
+        const float z = dropping ? kc[e / 2].factor(drop, keep_scale, bh, t, i, j) : 1.0f;
+        pd = p * z;
+        ds = p * (dp[nt][e] * z - Dq[qi]) * scale;
+      }
+      s[nt][e] = pd;
+      dp[nt][e] = ds;
     }
-    if (Pd) Pd[a * G::LDP + b] = __float2bfloat16_rn(pd);
-    dS[a * G::LDP + b] = __float2bfloat16_rn(ds);
-  }
+  to_a_frags<STEP / 16>(pda, s);
+  to_a_frags<STEP / 16>(dsa, dp);
 }
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_backward_dkv(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* dsum,
-                        int64_t t, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale,
-                        bool vec) {
-  using G = Geo16<D>;
+    k_bf16_backward_dkv(float* dqkv, const bf16* ws16, const float* lse, const float* dsum, int64_t t, int64_t tp,
+                        int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
+  using G = Geo<D>;
   extern __shared__ float4 smem4[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
+  auto tile = [&](int n) { return reinterpret_cast<bf16*>(sm + n * G::TILE); };
+  bf16 *Ks = tile(0), *Vs = tile(1);                // this block's keys (resident)
+  auto Qs = [&](int x) { return tile(2 + x); };   // streamed query tiles, buffer x
+  auto dOs = [&](int x) { return tile(4 + x); };
+  float* rows = reinterpret_cast<float*>(sm + 6 * G::TILE);
+  auto Ls = [&](int x) { return rows + x * BR; };  // L and D of the query tile in buffer x
+  auto Ds = [&](int x) { return rows + (2 + x) * BR; };
   const int warp = threadIdx.x / WARP;
-  const BackwardSmem<D, 2> m(reinterpret_cast<unsigned char*>(smem4), warp);
-  bf16 *Ks = m.tile[0], *Vs = m.tile[1], *Qs = m.tile[2], *dOs = m.tile[3];  // (64, LDH) each
-  float* St = m.s;                // (16, LDS) S^T; staging (16, LDO)
-  float* dPt = m.dp;              // (16, LDS) dPd^T
-  bf16* Pt = m.pb[0];             // (16, LDP) bf16(Pd)^T
-  bf16* dSt = m.pb[1];            // (16, LDP) bf16(dS)^T
-  float *Ls = m.Ls, *Ds = m.Ds;   // (BR)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t j0 = (int64_t)blockIdx.y * BC;  // the first key tiles (most query tiles) start first
   const int64_t jw = j0 + 16 * warp;            // this warp's first key
-  const HeadInputs in(qkv, dout, bi, h, t, c, hd);
-  const int64_t ld = in.ld;
-  const float *q = in.q, *k = in.k, *v = in.v, *dO = in.dO;
+  const HeadInputs16 in = head_inputs<D>(ws16, (int64_t)gridDim.x, tp, bh);
+  const int nq = (int)((t - j0 + BR - 1) / BR);  // query tiles from the diagonal one (rows i < j0 see no key here)
 
-  load_tile<D>(Ks, k, ld, j0, t, hd, vec);
-  load_tile<D>(Vs, v, ld, j0, t, hd, vec);
-  FragC dk[D / 16], dv[D / 16];
+  auto issue = [&](int n) {  // query tile n into buffer n % 2
+    const int64_t i0 = j0 + (int64_t)n * BR;
+    load_tile_async<D>(Qs(n & 1), in.q, i0);
+    load_tile_async<D>(dOs(n & 1), in.dO, i0);
+    cp_async_commit();
+    load_row_values(Ls(n & 1), lse, bh, i0, t);
+    load_row_values(Ds(n & 1), dsum, bh, i0, t);
+  };
+  load_tile_async<D>(Ks, in.k, j0);
+  load_tile_async<D>(Vs, in.v, j0);
+  issue(0);
+
+  uint32_t ka[D / 16][4], va[D / 16][4];
+  float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
-  for (int dd = 0; dd < D / 16; ++dd) wmma::fill_fragment(dk[dd], 0.0f), wmma::fill_fragment(dv[dd], 0.0f);
-  const bool vec_do = vec && c % 4 == 0;
-  for (int64_t i0 = j0; i0 < t; i0 += BR) {  // query rows i < j0 see none of these keys
-    __syncthreads();  // previous tile's reads of Qs, dOs, Ls, Ds done (first: Ks, Vs written)
-    load_tile<D>(Qs, q, ld, i0, t, hd, vec);
-    load_tile<D>(dOs, dO, c, i0, t, hd, vec_do);
-    load_row_values(Ls, lse, bh, i0, t);
-    load_row_values(Ds, dsum, bh, i0, t);
+  for (int dd = 0; dd < D / 8; ++dd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[dd][e] = 0.0f, dv[dd][e] = 0.0f;
+  for (int n = 0; n < nq; ++n) {
+    if (n + 1 < nq) {
+      issue(n + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
-    const int64_t iend = i0 + BR < t ? i0 + BR : t;
-    if (jw >= iend) continue;  // warp-uniform: none of the warp's keys is seen by the tile's rows
-    product_abt<D>(St, Ks + 16 * warp * G::LDH, Qs);    // S^T = k q^T
-    product_abt<D>(dPt, Vs + 16 * warp * G::LDH, dOs);  // dPd^T = v dO^T
-    __syncwarp();
-    tile_grads<D, true>(Pt, dSt, St, dPt, Ls, Ds, 0, jw, i0, t, bh, scale, drop, keep_scale);
-    __syncwarp();
-    product_add_pv<D>(dv, Pt, dOs);  // dV += bf16(Pd)^T bf16(dO)
-    product_add_pv<D>(dk, dSt, Qs);  // dK += bf16(dS)^T bf16(q)
-    __syncwarp();
+    if (n == 0) load_a_frags<D>(ka, Ks, 16 * warp), load_a_frags<D>(va, Vs, 16 * warp);
+    const int64_t i0 = j0 + (int64_t)n * BR;
+    const int b = n & 1;
+#pragma unroll
+    for (int hh = 0; hh < BR / STEP; ++hh) {
+      const int64_t ih = i0 + hh * STEP;  // the step's first query
+      if (jw >= t || ih >= t || ih + STEP - 1 < jw) continue;  // warp-uniform: no query here sees the warp's keys
+      const int nn_end = (int)((t - 1 - ih) / 8 + 1 < STEP / 8 ? (t - 1 - ih) / 8 + 1 : STEP / 8);
+      float st[STEP / 8][4], dpt[STEP / 8][4];
+      product_abt<D, STEP / 8>(st, ka, Qs(b), hh * STEP, nn_end);    // S^T = k q^T
+      product_abt<D, STEP / 8>(dpt, va, dOs(b), hh * STEP, nn_end);  // dPd^T = v dO^T
+      uint32_t pda[STEP / 16][4], dsa[STEP / 16][4];
+      step_grads<true>(pda, dsa, st, dpt, Ls(b) + hh * STEP, Ds(b) + hh * STEP, jw, ih, t, bh, scale, drop,
+                       keep_scale);
+      product_add_av<D, STEP / 16>(dv, pda, dOs(b), hh * STEP, (nn_end + 1) / 2);  // dV += bf16(Pd)^T bf16(dO)
+      product_add_av<D, STEP / 16>(dk, dsa, Qs(b), hh * STEP, (nn_end + 1) / 2);   // dK += bf16(dS)^T bf16(q)
+    }
+    __syncthreads();  // reads of buffer n % 2 done before tile n + 2 streams into it
   }
-  float* g = dqkv + bi * t * ld + h * hd;
-  write_rows<D>(St, dk, g + c, nullptr, ld, jw, t, hd);
-  __syncwarp();
-  write_rows<D>(St, dv, g + 2 * c, nullptr, ld, jw, t, hd);
+  float* g = dqkv + bi * t * 3 * c + h * hd;
+  write_rows<D>(dk, g + c, nullptr, 3 * c, jw, t, hd);
+  write_rows<D>(dv, g + 2 * c, nullptr, 3 * c, jw, t, hd);
 }
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_backward_dq(float* dqkv, const float* dout, const float* qkv, const float* lse, const float* dsum,
-                       int64_t t, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale,
-                       bool vec) {
-  using G = Geo16<D>;
+    k_bf16_backward_dq(float* dqkv, const bf16* ws16, const float* lse, const float* dsum, int64_t t, int64_t tp,
+                       int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
+  using G = Geo<D>;
   extern __shared__ float4 smem4[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
+  auto tile = [&](int n) { return reinterpret_cast<bf16*>(sm + n * G::TILE); };
+  bf16 *Qs = tile(0), *dOs = tile(1);  // this block's queries (read once into registers)
+  auto Ks = [&](int x) { return tile(2 + x); };  // streamed key tiles, buffer x
+  auto Vs = [&](int x) { return tile(4 + x); };
+  float* Ls = reinterpret_cast<float*>(sm + 6 * G::TILE);
+  float* Ds = Ls + BR;
   const int warp = threadIdx.x / WARP;
-  const BackwardSmem<D, 1> m(reinterpret_cast<unsigned char*>(smem4), warp);
-  bf16 *Qs = m.tile[0], *dOs = m.tile[1], *Ks = m.tile[2], *Vs = m.tile[3];  // (64, LDH) each
-  float* Sw = m.s;                // (16, LDS) S; staging (16, LDO)
-  float* dPw = m.dp;              // (16, LDS) dPd
-  bf16* dSw = m.pb[0];            // (16, LDP) bf16(dS)
-  float *Ls = m.Ls, *Ds = m.Ds;   // (BR)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * BR;  // the longest (last) tiles start first
   const int64_t iw = i0 + 16 * warp;
-  const HeadInputs in(qkv, dout, bi, h, t, c, hd);
-  const int64_t ld = in.ld;
-  const float *q = in.q, *k = in.k, *v = in.v, *dO = in.dO;
+  const HeadInputs16 in = head_inputs<D>(ws16, (int64_t)gridDim.x, tp, bh);
+  const int64_t kend = i0 + BR < t ? i0 + BR : t;
+  const int ntile = (int)((kend + BC - 1) / BC);
 
-  load_tile<D>(Qs, q, ld, i0, t, hd, vec);
-  load_tile<D>(dOs, dO, c, i0, t, hd, vec && c % 4 == 0);
+  auto issue = [&](int n) {  // key tile n into buffer n % 2
+    load_tile_async<D>(Ks(n & 1), in.k, (int64_t)n * BC);
+    load_tile_async<D>(Vs(n & 1), in.v, (int64_t)n * BC);
+    cp_async_commit();
+  };
+  load_tile_async<D>(Qs, in.q, i0);
+  load_tile_async<D>(dOs, in.dO, i0);
+  issue(0);
   load_row_values(Ls, lse, bh, i0, t);
   load_row_values(Ds, dsum, bh, i0, t);
-  FragC dq[D / 16];
+
+  uint32_t qa[D / 16][4], doa[D / 16][4];
+  float dq[D / 8][4];
 #pragma unroll
-  for (int dd = 0; dd < D / 16; ++dd) wmma::fill_fragment(dq[dd], 0.0f);
-  const int64_t kend = i0 + BR < t ? i0 + BR : t;
-  for (int64_t j0 = 0; j0 < kend; j0 += BC) {
-    __syncthreads();  // previous tile's reads of Ks, Vs done (first: Qs, dOs, Ls, Ds written)
-    load_tile<D>(Ks, k, ld, j0, t, hd, vec);
-    load_tile<D>(Vs, v, ld, j0, t, hd, vec);
+  for (int dd = 0; dd < D / 8; ++dd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dq[dd][e] = 0.0f;
+  for (int n = 0; n < ntile; ++n) {
+    if (n + 1 < ntile) {
+      issue(n + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
-    if (iw >= t || j0 > iw + 15) continue;  // warp-uniform: no visible key in this tile
-    product_abt<D>(Sw, Qs + 16 * warp * G::LDH, Ks);    // S = q k^T
-    product_abt<D>(dPw, dOs + 16 * warp * G::LDH, Vs);  // dPd = dO v^T
-    __syncwarp();
-    tile_grads<D, false>(nullptr, dSw, Sw, dPw, Ls, Ds, 16 * warp, iw, j0, t, bh, scale, drop, keep_scale);
-    __syncwarp();
-    product_add_pv<D>(dq, dSw, Ks);  // dQ += bf16(dS) bf16(k) (the scale is inside dS)
-    __syncwarp();
+    if (n == 0) load_a_frags<D>(qa, Qs, 16 * warp), load_a_frags<D>(doa, dOs, 16 * warp);
+    const int64_t j0 = (int64_t)n * BC;
+    if (iw < t) {
+#pragma unroll
+      for (int hh = 0; hh < BC / STEP; ++hh) {
+        const int64_t jh = j0 + hh * STEP;  // the step's first key
+        if (jh > iw + 15) continue;         // warp-uniform: every key here is after the warp's rows
+        const int nn_end = (int)((iw + 15 - jh) / 8 + 1 < STEP / 8 ? (iw + 15 - jh) / 8 + 1 : STEP / 8);
+        float s[STEP / 8][4], dp[STEP / 8][4];
+        product_abt<D, STEP / 8>(s, qa, Ks(n & 1), hh * STEP, nn_end);    // S = q k^T
+        product_abt<D, STEP / 8>(dp, doa, Vs(n & 1), hh * STEP, nn_end);  // dPd = dO v^T
+        uint32_t pda[STEP / 16][4], dsa[STEP / 16][4];
+        step_grads<false>(pda, dsa, s, dp, Ls + 16 * warp, Ds + 16 * warp, iw, jh, t, bh, scale, drop,
+                          keep_scale);
+        product_add_av<D, STEP / 16>(dq, dsa, Ks(n & 1), hh * STEP, (nn_end + 1) / 2);  // dQ += bf16(dS) bf16(k)
+      }
+    }
+    __syncthreads();  // reads of buffer n % 2 done before tile n + 2 streams into it
   }
-  write_rows<D>(Sw, dq, dqkv + bi * t * ld + h * hd, nullptr, ld, iw, t, hd);
+  write_rows<D>(dq, dqkv + bi * t * 3 * c + h * hd, nullptr, 3 * c, iw, t, hd);
 }
 
-// float4 loads of q, k, v: every row start and the head offset 16-byte aligned.
-bool vec_ok(const float* qkv, int64_t c, int64_t hd) {
-  return hd % 4 == 0 && c % 4 == 0 && aligned16(qkv);
+// q, k, v (and dout when non-null) into the padded bf16 heads of ws16.
+template <int D>
+CudaStatus pack_inputs(cudaStream_t s, bf16* ws16, const float* qkv, const float* dout, int64_t b, int64_t t,
+                       int64_t c, int64_t nh) {
+  const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
+  // Blocks for n 8-element chunks (a grid-stride loop beyond 2^20 threads).
+  auto blocks = [](int64_t n) { return grid_for(n < (1 << 20) ? n : (1 << 20)); };
+  k_pack_heads<D><<<blocks(3 * per / 8), BLOCK, 0, s>>>(ws16, qkv, 3 * c, 3, b * nh, t, tp, c, nh, (int)hd);
+  MIRA_CUDA_TRY(cuda_status_launch("attention bf16 q/k/v packing kernel"));
+  if (!dout) return CudaStatus{};
+  k_pack_heads<D><<<blocks(per / 8), BLOCK, 0, s>>>(ws16 + 3 * per, dout, c, 1, b * nh, t, tp, c, nh, (int)hd);
+  return cuda_status_launch("attention bf16 dout packing kernel");
 }
 
 template <int D>
-CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t, int64_t c,
-                     int64_t nh, const CudaDropout& drop) {
-  const int64_t hd = c / nh;
+CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, bf16* ws16, int64_t b, int64_t t,
+                     int64_t c, int64_t nh, const CudaDropout& drop) {
+  const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
+  MIRA_CUDA_TRY(pack_inputs<D>(s, ws16, qkv, nullptr, b, t, c, nh));
   auto kernel = k_bf16_forward<D>;
-  MIRA_CUDA_TRY(allow_smem(kernel, Geo16<D>::FWD, "attention bf16 forward shared-memory attribute"));
-  const dim3 grid((unsigned)(b * nh), (unsigned)((t + BR - 1) / BR));
-  kernel<<<grid, NT, Geo16<D>::FWD, s>>>(out, att, att + b * nh * t, qkv, t, c, nh, (int)hd, scale, drop,
-                                         keep_scale_of(drop), vec_ok(qkv, c, hd));
+  MIRA_CUDA_TRY(allow_smem(kernel, Geo<D>::FWD, "attention bf16 forward shared-memory attribute"));
+  const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
+  kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, att, att + b * nh * t, ws16, ws16 + per, ws16 + 2 * per, t, tp, c, nh,
+                                       (int)hd, scale, drop, keep_scale_of(drop));
   return cuda_status_launch("attention bf16 forward kernel");
 }
 
 template <int D>
 CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
-                      const float* att, int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
-  using G = Geo16<D>;
-  const int64_t hd = c / nh, rows = b * nh * t;
+                      const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
+                      const CudaDropout& drop) {
+  using G = Geo<D>;
+  const int64_t hd = c / nh, rows = b * nh * t, tp = padded_len(t);
   const float scale = 1.0f / std::sqrt((float)hd);
   const float* lse = att;
   const float* out_copy = att + rows;
   float* dsum = scratch;
+  MIRA_CUDA_TRY(pack_inputs<D>(s, ws16, qkv, dout, b, t, c, nh));
   k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out_copy, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
-  const bool vec = vec_ok(qkv, c, hd) && aligned16(dout);
   auto dkv = k_bf16_backward_dkv<D>;
   auto dq = k_bf16_backward_dq<D>;
-  MIRA_CUDA_TRY(allow_smem(dkv, G::DKV, "attention bf16 backward dK/dV shared-memory attribute"));
-  MIRA_CUDA_TRY(allow_smem(dq, G::DQ, "attention bf16 backward dQ shared-memory attribute"));
-  dkv<<<dim3((unsigned)(b * nh), (unsigned)((t + BC - 1) / BC)), NT, G::DKV, s>>>(dqkv, dout, qkv, lse, dsum, t, c, nh,
-                                                                                 (int)hd, scale, drop, ks, vec);
+  MIRA_CUDA_TRY(allow_smem(dkv, G::BWD, "attention bf16 backward dK/dV shared-memory attribute"));
+  MIRA_CUDA_TRY(allow_smem(dq, G::BWD, "attention bf16 backward dQ shared-memory attribute"));
+  const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
+  dkv<<<grid, NT, G::BWD, s>>>(dqkv, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward dK/dV kernel"));
-  dq<<<dim3((unsigned)(b * nh), (unsigned)((t + BR - 1) / BR)), NT, G::DQ, s>>>(dqkv, dout, qkv, lse, dsum, t, c, nh,
-                                                                               (int)hd, scale, drop, ks, vec);
+  dq<<<grid, NT, G::BWD, s>>>(dqkv, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
   return cuda_status_launch("attention bf16 backward dQ kernel");
 }
 
 }  // namespace
 
+int64_t cuda_attention_bf16_workspace(int64_t b, int64_t t, int64_t c, int64_t nh) {
+  if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
+  return 4 * b * nh * padded_len(t) * padded_head_dim(c / nh);
+}
+
 // Shapes are checked by the callers (cuda_attention_forward/backward, attention.cu); b, t > 0.
-CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                       int64_t c, int64_t nh, const CudaDropout& drop) {
-  const int64_t hd = c / nh;
-  if (hd <= 32) return forward_d<32>(s, out, att, qkv, b, t, c, nh, drop);
-  if (hd <= 64) return forward_d<64>(s, out, att, qkv, b, t, c, nh, drop);
-  return forward_d<128>(s, out, att, qkv, b, t, c, nh, drop);
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, __nv_bfloat16* ws16,
+                                       int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+  switch (padded_head_dim(c / nh)) {
+    case 32: return forward_d<32>(s, out, att, qkv, ws16, b, t, c, nh, drop);
+    case 64: return forward_d<64>(s, out, att, qkv, ws16, b, t, c, nh, drop);
+    default: return forward_d<128>(s, out, att, qkv, ws16, b, t, c, nh, drop);
+  }
 }
 
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* att, int64_t b, int64_t t, int64_t c,
-                                        int64_t nh, const CudaDropout& drop) {
-  const int64_t hd = c / nh;
-  if (hd <= 32) return backward_d<32>(s, dqkv, scratch, dout, qkv, att, b, t, c, nh, drop);
-  if (hd <= 64) return backward_d<64>(s, dqkv, scratch, dout, qkv, att, b, t, c, nh, drop);
-  return backward_d<128>(s, dqkv, scratch, dout, qkv, att, b, t, c, nh, drop);
+                                        const float* qkv, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
+                                        int64_t c, int64_t nh, const CudaDropout& drop) {
+  switch (padded_head_dim(c / nh)) {
+    case 32: return backward_d<32>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
+    case 64: return backward_d<64>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
+    default: return backward_d<128>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
+  }
 }
 
 }  // namespace mira

@@ -8,11 +8,12 @@
 //    linked next to the real libcudart_static without clashing, and a call missing from the list
 //    below fails to link in a CUDA-off build instead of reaching a real driver.
 //  - Device code: threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp, the warp
-//    shuffles, the WMMA API (nvcuda::wmma, m16n16k16 with bf16 inputs and fp32 accumulators) and
-//    the intrinsics the kernels use, as plain IEEE host operations (compiled with -ffp-contract=off).
+//    shuffles and the intrinsics the kernels use, as plain IEEE host operations (compiled with
+//    -ffp-contract=off); the inline PTX of kernels/cuda/mma_bf16.cuh (mma.sync m16n8k16, ldmatrix,
+//    cp.async) as warp-collective host functions with the PTX fragment layouts.
 // Execution model (emu_runtime.cpp): a launch runs its blocks one after the other; the threads of a
 // block are fibers on one OS thread that switch only at __syncthreads and warp-collective ops
-// (shuffles, __syncwarp, WMMA ops).
+// (shuffles, __syncwarp, mma.sync, ldmatrix).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -39,7 +40,7 @@ void syncthreads();
 // (src = lane ^ arg for kXor, arg for kIdx); all 32 lanes of the warp must call it with a full mask.
 enum ShuffleKind { kXor, kIdx };
 uint64_t warp_shuffle(unsigned mask, uint64_t bits, ShuffleKind kind, int arg, const char* what);
-// A warp-collective exchange (__syncwarp, the WMMA ops): the calling lane contributes `bytes` (<= 128)
+// A warp-collective exchange (__syncwarp, mma.sync, ldmatrix): the calling lane contributes `bytes` (<= 128)
 // from `in`; once all 32 lanes of the warp have arrived (at the same op `what`, else a device trap),
 // `all` (32 * bytes, may be null) receives every lane's contribution in lane order.
 void warp_exchange(const void* in, size_t bytes, void* all, const char* what);
@@ -140,119 +141,72 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   ::emu::warp_exchange(nullptr, 0, nullptr, "__syncwarp");
 }
 
-// ---- WMMA (<mma.h>; the real header declares nothing without nvcc) ---------------------------------
-// Fragments of the m16n16k16 shape with __nv_bfloat16 inputs (matrix_a / matrix_b, row_major or
-// col_major) and float accumulators. The emulated layout (opaque to kernels, as on a GPU): lane l
-// holds elements 8l .. 8l + 7 of the 16 x 16 tile in row-major order (row e / 16, column e % 16).
-// Every op is warp-collective: all 32 lanes must reach the same op (a scheduling point, like a
-// shuffle); load/store check that the lanes pass the same pointer and ldm, the pointer 256-bit
-// aligned and ldm a multiple of 16 bytes (the CUDA documentation's rules). mma_sync sums each
-// output element as c + a_0 b_0 + ... + a_15 b_15 in fp32, in k order (a tensor core's order is
-// unspecified; products of two bf16 values are exact in fp32).
-namespace nvcuda {
-namespace wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-enum layout_t { mem_row_major, mem_col_major };
+// ---- mma.sync / ldmatrix / cp.async (the inline PTX of kernels/cuda/mma_bf16.cuh) ----------------
+// Same fragment layouts as the PTX ISA (mma_bf16.cuh's top comment); each op is warp-collective
+// (a scheduling point) except cp.async, which copies at once (the commit/wait calls are no-ops: a
+// kernel that reads a buffer before its wait + __syncthreads is still a bug on a GPU that the
+// emulator cannot see; the kernels follow the issue / wait / __syncthreads / compute / __syncthreads
+// pattern that makes this safe).
+namespace emu {
+namespace mma_detail {
+inline float bits_to_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+// The bf16 in the low / high half of a packed register, as a float (exact).
+inline float bf16_lo(uint32_t r) { return bits_to_float(r << 16); }
+inline float bf16_hi(uint32_t r) { return bits_to_float(r & 0xFFFF0000u); }
+}  // namespace mma_detail
 
-template <typename Use, int M, int N, int K, typename T, typename Layout = void>
-struct fragment {
-  static_assert(M == 16 && N == 16 && K == 16, "WMMA emulation: only the m16n16k16 shape");
-  static_assert(std::is_same<Use, accumulator>::value ? (std::is_same<T, float>::value && std::is_void<Layout>::value)
-                                                      : (std::is_same<T, __nv_bfloat16>::value &&
-                                                         (std::is_same<Layout, row_major>::value ||
-                                                          std::is_same<Layout, col_major>::value)),
-                "WMMA emulation: matrix_a/matrix_b of __nv_bfloat16 (row_major/col_major), float accumulators");
-  enum { num_elements = 8 };
-  T x[8];
-};
-
-namespace emu_detail {
-inline float to_f(float v) { return v; }
-inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-// The lanes' pointer and ldm must agree; alignment rules of load/store_matrix_sync.
-inline void check_operand(const void* p, unsigned ldm, size_t elem, const char* what) {
-  struct Op {
-    const void* p;
-    unsigned ldm;
-  } mine{p, ldm}, all[32];
-  ::emu::warp_exchange(&mine, sizeof mine, all, what);
-  for (const Op& o : all)
-    if (o.p != p || o.ldm != ldm)
-      ::emu::device_trap((std::string(what) + ": lanes of the warp pass different pointers or ldm").c_str());
-  if (reinterpret_cast<uintptr_t>(p) % 32 != 0)
-    ::emu::device_trap((std::string(what) + ": pointer not 256-bit aligned").c_str());
-  if ((ldm * elem) % 16 != 0) ::emu::device_trap((std::string(what) + ": ldm not a multiple of 16 bytes").c_str());
-}
-}  // namespace emu_detail
-
-template <typename Use, typename T, typename L>
-inline void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, const T& v) {
-  ::emu::warp_exchange(nullptr, 0, nullptr, "wmma::fill_fragment");
-  for (T& e : f.x) e = v;
-}
-template <typename Use, typename L>
-inline void fill_fragment(fragment<Use, 16, 16, 16, __nv_bfloat16, L>& f, float v) {
-  fill_fragment(f, __float2bfloat16(v));
-}
-
-// matrix_a / matrix_b: element (r, c) of the tile at p[r * ldm + c] (row_major) or p[c * ldm + r].
-template <typename Use, typename L>
-inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, L>& f, const __nv_bfloat16* p, unsigned ldm) {
-  emu_detail::check_operand(p, ldm, sizeof(__nv_bfloat16), "wmma::load_matrix_sync");
-  const unsigned lane = ::emu::lane_id();
-  for (int i = 0; i < 8; ++i) {
-    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
-    f.x[i] = std::is_same<L, row_major>::value ? p[r * ldm + c] : p[c * ldm + r];
-  }
-}
-inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ldm,
-                             layout_t layout) {
-  emu_detail::check_operand(p, ldm, sizeof(float), "wmma::load_matrix_sync");
-  const unsigned lane = ::emu::lane_id();
-  for (int i = 0; i < 8; ++i) {
-    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
-    f.x[i] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
-  }
-}
-inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ldm,
-                              layout_t layout) {
-  emu_detail::check_operand(p, ldm, sizeof(float), "wmma::store_matrix_sync");
-  const unsigned lane = ::emu::lane_id();
-  for (int i = 0; i < 8; ++i) {
-    const unsigned e = lane * 8 + i, r = e / 16, c = e % 16;
-    (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[i];
-  }
-}
-
-// d = a b + c (d may be c): the whole tiles are exchanged across the warp, each lane computes its own
-// elements of d.
-template <typename LA, typename LB>
-inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA>& a,
-                     const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB>& b,
-                     const fragment<accumulator, 16, 16, 16, float>& c, bool satf = false) {
-  if (satf) ::emu::device_trap("wmma::mma_sync with satf (not emulated)");
+// d (16 x 8, fp32) += A (16 x 16, bf16) B (16 x 8, bf16): each output element is summed as
+// d + a_0 b_0 + ... + a_15 b_15 in fp32, in k order (products of two bf16 values are exact in fp32;
+// a tensor core's summation order is unspecified).
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   struct Part {
-    float a[8], b[8], c[8];
-  } mine, all[32];
-  for (int i = 0; i < 8; ++i) mine.a[i] = emu_detail::to_f(a.x[i]), mine.b[i] = emu_detail::to_f(b.x[i]), mine.c[i] = c.x[i];
-  ::emu::warp_exchange(&mine, sizeof mine, all, "wmma::mma_sync");
-  // Tile element e (row-major) is all[e / 8].{a,b,c}[e % 8].
-  auto A = [&](unsigned r, unsigned k) { const unsigned e = r * 16 + k; return all[e / 8].a[e % 8]; };
-  auto B = [&](unsigned k, unsigned n) { const unsigned e = k * 16 + n; return all[e / 8].b[e % 8]; };
-  const unsigned lane = ::emu::lane_id();
-  for (int i = 0; i < 8; ++i) {
-    const unsigned e = lane * 8 + i, r = e / 16, n = e % 16;
-    float acc = all[e / 8].c[e % 8];
+    uint32_t a[4], b[2];
+  } mine{{a[0], a[1], a[2], a[3]}, {b0, b1}}, all[32];
+  warp_exchange(&mine, sizeof mine, all, "mma.sync.m16n8k16");
+  auto A = [&](unsigned r, unsigned k) {  // lane (r % 8) * 4 + (k % 8) / 2, register (r / 8) + 2 (k / 8)
+    const uint32_t w = all[(r % 8) * 4 + (k % 8) / 2].a[(r / 8) + 2 * (k / 8)];
+    return k % 2 ? mma_detail::bf16_hi(w) : mma_detail::bf16_lo(w);
+  };
+  auto B = [&](unsigned k, unsigned n) {  // lane n * 4 + (k % 8) / 2, register k / 8
+    const uint32_t w = all[n * 4 + (k % 8) / 2].b[k / 8];
+    return k % 2 ? mma_detail::bf16_hi(w) : mma_detail::bf16_lo(w);
+  };
+  const unsigned lane = lane_id(), g = lane / 4, q = lane % 4;
+  for (int e = 0; e < 4; ++e) {
+    const unsigned r = g + 8 * (e / 2), n = 2 * q + e % 2;
+    float acc = d[e];
     for (unsigned k = 0; k < 16; ++k) acc += A(r, k) * B(k, n);
-    d.x[i] = acc;
+    d[e] = acc;
   }
 }
-}  // namespace wmma
-}  // namespace nvcuda
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: lane 8m + i addresses row i of matrix m.
+inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* row, bool trans) {
+  const char* what = trans ? "ldmatrix.x4.trans" : "ldmatrix.x4";
+  if (reinterpret_cast<uintptr_t>(row) % 16 != 0)
+    device_trap((std::string(what) + ": row address not 16-byte aligned").c_str());
+  const __nv_bfloat16* rows[32];
+  warp_exchange(&row, sizeof row, rows, what);
+  auto bits = [](__nv_bfloat16 v) { return (uint32_t)static_cast<__nv_bfloat16_raw>(v).x; };
+  const unsigned lane = lane_id(), g = lane / 4, q = lane % 4;
+  for (int m = 0; m < 4; ++m) {
+    const __nv_bfloat16* const* mat = rows + 8 * m;
+    r[m] = trans ? bits(mat[2 * q][g]) | bits(mat[2 * q + 1][g]) << 16
+                 : bits(mat[g][2 * q]) | bits(mat[g][2 * q + 1]) << 16;
+  }
+}
+
+// cp.async.cg.shared.global (16 bytes): copied at once.
+inline void cp_async16(void* dst, const void* src) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0)
+    device_trap("cp.async: address not 16-byte aligned");
+  std::memcpy(dst, src, 16);
+}
+}  // namespace emu
 
 // Arithmetic intrinsics: round-to-nearest IEEE operations (this code is compiled with
 // -ffp-contract=off, so nothing is fused). Precision differences of the device's transcendental

@@ -1,14 +1,14 @@
 // The CPU emulator behind tests/emu (docs/cuda.md, "The CUDA backend on a CPU emulator"):
 //  1. the execution engine of translated kernels (cuda_emu.h): each block's threads are fibers
 //     (user-level threads, one stack each) on the calling OS thread; a fiber runs until it reaches
-//     __syncthreads or a warp-collective op (a shuffle, __syncwarp, a WMMA op: warp_exchange), then
-//     the next runnable fiber of the block runs. Blocks run one
-//     after the other. Misuse that hangs or is undefined on a GPU is reported as a launch failure
-//     naming the launch site: a barrier some threads never reach (exited or waiting elsewhere), a
-//     shuffle with a partial mask or in a partial warp, lanes of one warp at different collective ops
-//     (a shuffle here, a WMMA op there), WMMA pointers/ldm that differ across the lanes or are
-//     misaligned (cuda_emu.h), launch limits (block size, grid y/z, dynamic
-//     shared memory above 48 KB without cudaFuncSetAttribute, above sm_90's 227 KB).
+//     __syncthreads or a warp-collective op (a shuffle, __syncwarp, mma.sync, ldmatrix:
+//     warp_exchange), then the next runnable fiber of the block runs. Blocks run one after the
+//     other. Misuse that hangs or is undefined on a GPU is reported as a launch failure naming the
+//     launch site: a barrier some threads never reach (exited or waiting elsewhere), a shuffle with
+//     a partial mask or in a partial warp, lanes of one warp at different collective ops (a shuffle
+//     here, an mma.sync there), misaligned ldmatrix / cp.async addresses (cuda_emu.h), launch limits
+//     (block size, grid y/z, dynamic shared memory above 48 KB without cudaFuncSetAttribute, above
+//     sm_90's 227 KB).
 //     Shared memory (dynamic and static) is NaN-filled (0xFF bytes) per block, so reading it before
 //     writing shows up in the results. MIRA_EMU_ORDER=reverse runs the fibers of each phase (and the
 //     blocks) in reverse order: results that depend on the order of unsynchronised threads change.
@@ -272,7 +272,7 @@ void fail(const std::string& what) {
   if (E.failure.empty()) E.failure = what;
 }
 
-// 128-byte aligned, as a GPU's shared-memory window (WMMA loads/stores need 256-bit alignment).
+// 128-byte aligned, as a GPU's shared-memory window (ldmatrix rows and cp.async need 16-byte alignment).
 void* alloc_shared(size_t bytes) {
   void* p = std::aligned_alloc(128, (std::max<size_t>(bytes, 1) + 127) / 128 * 128);
   std::memset(p, 0xFF, bytes);  // NaN as float and double, -1 as integers
@@ -313,7 +313,7 @@ void run_block() {
       unsigned bar = 0, warp = 0;
       for (unsigned i = 0; i < E.nt; ++i) bar += E.fibers[i]->state == Fiber::BARRIER, warp += E.fibers[i]->state == Fiber::WARP;
       fail("deadlock at " + site() + ": " + std::to_string(bar) + " threads wait at __syncthreads, " +
-           std::to_string(warp) + " at a warp shuffle / WMMA op, " + std::to_string(E.done) + " exited (of " +
+           std::to_string(warp) + " at a warp-collective op, " + std::to_string(E.done) + " exited (of " +
            std::to_string(E.nt) + "): a barrier or warp-collective op not reached by every thread that must reach it");
       break;
     }
@@ -453,7 +453,7 @@ void syncthreads() {
 
 namespace {
 // Every lane of warp w must be at the same kind of collective op in one generation (a shuffle in some
-// lanes and a WMMA op in others is a divergence that hangs or is undefined on a GPU).
+// lanes and an mma.sync in others is a divergence that hangs or is undefined on a GPU).
 void same_collective(unsigned w, const char* what) {
   if (E.warp_arrived[w] == 0) {
     E.warp_what[w] = what;
