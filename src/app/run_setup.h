@@ -8,7 +8,7 @@
 #include "app/config.h"
 #include "backend/backend.h"
 #include "data/tokenizer.h"
-#include "fed/device_store.h"
+#include "fed/client_state_store.h"
 #include "model/gpt2_config.h"
 #include "model/gpt2_weights.h"
 #include "model/lora.h"
@@ -35,7 +35,7 @@ OptimConfig setup_optim_config(const Config& c);
 // any failure on any rank stops every rank with one message naming the rank, host and GPU. auto: the
 // same, but a failure falls back to cpu on every rank with a log line saying why.
 // placement (optional): where the federated loop keeps the client adapters: on the cuda backend
-// this rank's device, whether ranks share GPUs, and the backend's stream (fed/device_store.h);
+// this rank's device, whether ranks share GPUs, and the backend's stream (fed/client_state_store.h);
 // device = -1 (host memory, MPI exchange) on the cpu backend.
 std::unique_ptr<Backend> setup_backend(const Config& c, const Gpt2Config& model, AdapterPlacement* placement = nullptr);
 // Prepares run.output (rank 0 creates it) and decides, from run.resume, whether this run starts

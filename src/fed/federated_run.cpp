@@ -6,10 +6,10 @@
 //   every eval_every rounds: owners evaluate their clients; rank 0 gathers and writes metrics
 // A client's data cursor and dropout step are functions of how often it was sampled before t, so
 // nothing but the adapter travels with it and a resumed run repeats the same numbers.
-// Host-resident states (owned_, visiting_, global_, MpiAdapterExchange) or device-resident ones
-// (dev_, fed/device_store.h): every step below picks one of the two; the host path is unchanged.
-// With dev_, device work is asynchronous, so the per-phase wall times charge it to the phase that
-// waits for it (the next host synchronisation).
+// The client states, their moves and the aggregation are the store's (store_, a ClientStateStore:
+// fed/host_store.h on the CPU backend, fed/device_store.h on the CUDA backend); the loop below is
+// the same for both. With the device store, device work is asynchronous, so the per-phase wall
+// times charge it to the phase that waits for it (the next host synchronisation).
 #include "fed/federated_run.h"
 
 #include <unistd.h>
@@ -22,8 +22,9 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "comm/mpi_exchange.h"
 #include "fed/assignment.h"
+#include "fed/device_store.h"
+#include "fed/host_store.h"
 #include "fed/sampler.h"
 #include "runtime/check_mpi.h"
 #include "runtime/error.h"
@@ -68,38 +69,17 @@ FederatedRun::FederatedRun(const FederatedRunOptions& opts, MPI_Comm comm, Gpt2M
   for (int k = 0; k < opts_.clients; ++k)
     if (owner_[k] == rank_) owned_ids_.push_back(k);
   const bool fedit = opts_.algorithm == Algorithm::FEDIT;
-  if (opts_.placement.device >= 0) {
-    // The CUDA backend: states in GPU memory, NCCL (or host-staged) exchange, aggregation kernels.
-    dev_ = device_store_create(comm_, opts_.placement, owner_, graph_, P_, S_, fedit, opts_.reproducible, init.data());
-    log_info("federation: client adapters in GPU memory; exchange: %s%s", dev_->exchange_name().c_str(),
-             fedit && !opts_.reproducible && !opts_.placement.shared ? "; FedIT sums with ncclAllReduce "
-                                                                         "(federation.reproducible = false)"
-                                                                       : "");
-  } else {
-    for (int k : owned_ids_) owned_[k] = init;
-    if (fedit) global_.assign(init.begin(), init.begin() + P_);
-    exchange_ = std::make_unique<MpiAdapterExchange>(comm_, owner_, graph_.neighbours, P_);
-    if (fedit && !opts_.reproducible)
-      log_info("federation.reproducible = false: ignored on the cpu backend (FedIT keeps gather + ordered sum)");
-  }
+  // The CUDA backend: states in GPU memory, NCCL (or host-staged) exchange, aggregation kernels;
+  // else host memory and MPI.
+  store_ = opts_.placement.device >= 0
+               ? device_store_create(comm_, opts_.placement, owner_, graph_, P_, S_, fedit, opts_.reproducible,
+                                     init.data())
+               : host_store_create(comm_, owner_, graph_, P_, S_, fedit, opts_.reproducible, init.data());
   for (int64_t t = 0; t < opts_.rounds; ++t)
     sample_history_.push_back(sampler_sample(opts_.seed, t, opts_.clients, opts_.sampled_per_round));
 }
 
 FederatedRun::~FederatedRun() = default;
-
-float* FederatedRun::state_slot(int k) {
-  if (dev_) return dev_->slot(k);
-  auto it = owned_.find(k);
-  if (it != owned_.end()) return it->second.data();
-  auto& v = visiting_[k];
-  v.resize(S_);
-  return v.data();
-}
-
-std::map<int, std::vector<float>> FederatedRun::owned_states() const { return dev_ ? dev_->download_owned() : owned_; }
-
-std::vector<float> FederatedRun::global_adapter() const { return dev_ ? dev_->download_global() : global_; }
 
 std::vector<int> FederatedRun::clients_needed(const FederatedRunOptions& opts, int ranks, int rank) {
   std::vector<char> need(static_cast<size_t>(opts.clients), 0);
@@ -134,7 +114,8 @@ int64_t FederatedRun::optimizer_step(int k, int64_t rounds) const {
   return opts_.keep_optimizer ? times_trained_before(k, rounds) * steps_per_round(k) : 0;
 }
 
-void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum, double* tokens) {
+void FederatedRun::train_client(int k, int64_t t, double* loss_sum, double* tokens) {
+  store_->load_adapter(model_, k);
   const auto& train = data_.train(k);
   ClientBatcher batcher(&train, opts_.seed, k, pad_id_);
   const int64_t before = times_trained_before(k, t);
@@ -151,33 +132,24 @@ void FederatedRun::train_client(int k, int64_t t, float* state, double* loss_sum
   }
   batcher.set_cursor(cursor);
   MIRA_CHECK(steps == steps_per_round(k), "steps per round of client " + std::to_string(k));
-  if (opts_.keep_optimizer && dev_)
-    dev_->load_optimizer(model_, state, before * steps);
-  else if (opts_.keep_optimizer)
-    model_.set_optimizer_state(state + P_, state + 2 * P_, before * steps);
+  if (opts_.keep_optimizer)
+    store_->load_optimizer(model_, k, before * steps);
   else
     model_.reset_optimizer();  // authors' code: the optimiser is re-created every round
   for (int64_t i = 0; i < steps; ++i) {
-    if (signals_pending()) return;  // the round will be abandoned: stop at this step boundary
+    // The round will be abandoned (rolled back): stop at this step boundary, keep the collectives.
+    if (signals_pending()) break;
     Batch b = opts_.steps_mode ? batcher.next_batch_full(opts_.batch_size, 0) : batcher.next_batch(opts_.batch_size, 0);
     const double n = static_cast<double>(b.tokens());
     const double loss = model_.train_step(batch_view(b), StepContext{k, before * steps + i});
     *loss_sum += loss * n;
     *tokens += n;
   }
-  if (opts_.keep_optimizer && dev_) {
-    dev_->save_optimizer(model_, state);
-  } else if (opts_.keep_optimizer) {
-    int64_t step = 0;
-    model_.get_optimizer_state(state + P_, state + 2 * P_, &step);
-  }
+  if (opts_.keep_optimizer) store_->save_optimizer(model_, k);
+  store_->save_adapter(model_, k);
 }
 
-LossSum FederatedRun::evaluate_split(const float* adapter, int client) {
-  if (dev_)
-    dev_->load_adapter(model_, adapter);
-  else
-    model_.set_adapter(adapter);
+LossSum FederatedRun::evaluate_split(int client) {
   const auto& test = data_.test(client);
   LossSum total;  // batches in order: a fixed summation order
   const int64_t batches = batch_count(static_cast<int64_t>(test.size()), opts_.batch_size);
@@ -197,9 +169,11 @@ std::vector<double> FederatedRun::evaluate_owned() {
       out.push_back(std::numeric_limits<double>::quiet_NaN());
       continue;
     }
-    const float* own = dev_ ? dev_->owned(k) : owned_[k].data();
-    const float* global = dev_ ? dev_->global() : global_.data();
-    const LossSum ls = evaluate_split(opts_.algorithm == Algorithm::FEDIT ? global : own, k);
+    if (opts_.algorithm == Algorithm::FEDIT)
+      store_->load_global_adapter(model_);
+    else
+      store_->load_adapter(model_, k);
+    const LossSum ls = evaluate_split(k);
     out.push_back(ls.tokens > 0 ? ls.sum / ls.tokens : std::numeric_limits<double>::quiet_NaN());
   }
   return out;
@@ -212,21 +186,13 @@ void FederatedRun::evaluate_global_matrix(RoundRecord& rec) {
   // row is evaluated and repeated.
   const int K = opts_.clients;
   const bool fedit = opts_.algorithm == Algorithm::FEDIT;
-  AdapterLookup owned = [&](int k) -> float* {
-    auto it = owned_.find(k);
-    return it == owned_.end() ? nullptr : it->second.data();
-  };
-  std::vector<float> adapter(dev_ ? 0 : static_cast<size_t>(P_));
   std::vector<double> sums, tokens;  // rank 0: (K, K)
   if (rank_ == 0) sums.assign(static_cast<size_t>(K) * K, 0.0), tokens.assign(static_cast<size_t>(K) * K, 0.0);
   for (int k = 0; k < (fedit ? 1 : K); ++k) {
-    const float* a = dev_ ? dev_->global() : global_.data();
-    if (!fedit && dev_) {
-      a = dev_->gather_one(k);
-    } else if (!fedit) {
-      exchange_->gather({k}, owned, adapter.data());
-      a = adapter.data();
-    }
+    if (fedit)
+      store_->load_global_adapter(model_);
+    else
+      store_->load_gathered_adapter(model_, k);  // collective
     std::vector<double> mine_sum, mine_tok;  // owned clients, ascending id
     for (const int l : owned_ids_) {
       if (signals_pending()) {  // the round will be abandoned: skip the work, keep the collectives
@@ -234,7 +200,7 @@ void FederatedRun::evaluate_global_matrix(RoundRecord& rec) {
         mine_tok.push_back(0.0);
         continue;
       }
-      const LossSum ls = evaluate_split(a, l);
+      const LossSum ls = evaluate_split(l);
       mine_sum.push_back(ls.sum);
       mine_tok.push_back(ls.tokens);
     }
@@ -294,14 +260,8 @@ RoundRecord FederatedRun::run_round(int64_t t) {
   int64_t bytes = 0;
 
   // FedIT: every sampled client starts from the global adapter.
-  if (opts_.algorithm == Algorithm::FEDIT && dev_)
-    dev_->global_to_owned(rec.sampled);
-  else if (opts_.algorithm == Algorithm::FEDIT)
-    for (int k : rec.sampled)
-      if (owner_[k] == rank_) std::copy(global_.begin(), global_.end(), owned_[k].begin());
+  if (opts_.algorithm == Algorithm::FEDIT) store_->copy_global_to_owned(rec.sampled);
 
-  AdapterExchange& exchange = dev_ ? dev_->exchange() : *exchange_;
-  AdapterLookup lookup = [&](int k) -> float* { return state_slot(k); };
   double phase[4] = {0, 0, 0, 0};  // this rank's seconds per phase (kRoundPhases)
   double mark = now_seconds();
   auto lap = [&](int p) {
@@ -309,55 +269,28 @@ RoundRecord FederatedRun::run_round(int64_t t) {
     phase[p] += now - mark;
     mark = now;
   };
-  exchange.move(plan.to_workers, lookup, S_);
-  bytes += exchange.last_stats().bytes_sent;
+  bytes += store_->move(plan.to_workers);
   lap(1);
 
   // Local training of the clients assigned to this rank. Per client: loss sum and token count.
   std::vector<double> trained;  // (client, loss_sum, tokens) triplets
   for (int k : plan.by_rank[rank_]) {
-    float* adapter = lookup(k);
-    if (dev_)
-      dev_->load_adapter(model_, adapter);
-    else
-      model_.set_adapter(adapter);
     double loss_sum = 0, tokens = 0;
-    train_client(k, t, adapter, &loss_sum, &tokens);
-    if (dev_)
-      dev_->save_adapter(model_, adapter);
-    else
-      model_.get_adapter(adapter);
+    train_client(k, t, &loss_sum, &tokens);
     trained.insert(trained.end(), {static_cast<double>(k), loss_sum, tokens});
   }
   lap(0);
-  exchange.move(plan.to_owners, lookup, S_);
-  bytes += exchange.last_stats().bytes_sent;
-  visiting_.clear();
-  if (dev_) dev_->clear_visiting();
+  bytes += store_->move(plan.to_owners);
+  store_->clear_visiting();
 
-  // Aggregation.
-  AdapterLookup owned = [&](int k) -> float* {
-    auto it = owned_.find(k);
-    return it == owned_.end() ? nullptr : it->second.data();
-  };
-  if (opts_.algorithm == Algorithm::MIRA && dev_) {
-    dev_->mira_step(graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda);
-    bytes += exchange.last_stats().bytes_sent;
-  } else if (opts_.algorithm == Algorithm::MIRA) {
-    mira_step(*exchange_, graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda, owned);
-    bytes += exchange_->last_stats().bytes_sent;
+  // Aggregation (the states are back with their owners).
+  if (opts_.algorithm == Algorithm::MIRA) {
+    bytes += store_->mira_step(graph_, rec.sampled, opts_.neighbours, opts_.eta * opts_.lambda);
   } else if (opts_.algorithm == Algorithm::FEDIT) {
     std::vector<int64_t> sizes(opts_.clients);
     for (int k = 0; k < opts_.clients; ++k) sizes[k] = data_.client(k).counts.train;
-    if (dev_) {
-      dev_->fedit_step(rec.sampled, sizes);
-      bytes += exchange.last_stats().bytes_sent;
-      dev_->global_to_owned(owned_ids_);
-    } else {
-      fedit_step(*exchange_, rec.sampled, sizes, owned, global_.data());
-      bytes += exchange_->last_stats().bytes_sent;
-      for (auto& [k, a] : owned_) std::copy(global_.begin(), global_.end(), a.begin());
-    }
+    bytes += store_->fedit_step(rec.sampled, sizes);
+    store_->copy_global_to_owned(owned_ids_);  // every client holds the global adapter
   }
   lap(1);
 
@@ -493,12 +426,7 @@ void FederatedRun::restore(int64_t rounds_done, std::map<int, std::vector<float>
     MIRA_CHECK(owner_[k] == rank_ && a.size() == S_, "restored state of client " + std::to_string(k));
   MIRA_CHECK(owned.size() == owned_ids_.size(), "restored adapters do not cover the owned clients");
   if (opts_.algorithm == Algorithm::FEDIT) MIRA_CHECK(global.size() == P_, "FedIT global adapter");
-  if (dev_) {
-    dev_->upload(owned, global);  // to the GPU; the host copies go away with this call
-  } else {
-    owned_ = std::move(owned);
-    if (opts_.algorithm == Algorithm::FEDIT) global_ = std::move(global);
-  }
+  store_->restore(std::move(owned), std::move(global));  // device store: uploaded, the host copies go away
   records_ = std::move(records);
   rounds_done_ = rounds_done;
 }
@@ -516,14 +444,10 @@ RunResult FederatedRun::run(const RoundHook& after_round) {
   for (int64_t t = rounds_done_; t < opts_.rounds; ++t) {
     // Snapshot of the state after round t-1: restored if a signal abandons round t (device-resident
     // states: a device-to-device copy, no host round trip).
-    const std::map<int, std::vector<float>> snapshot = owned_;
-    const std::vector<float> global_snapshot = global_;
-    if (dev_) dev_->snapshot();
+    store_->snapshot();
     RoundRecord rec = run_round(t);
     if (agree_stop()) {
-      owned_ = snapshot;
-      global_ = global_snapshot;
-      if (dev_) dev_->rollback();
+      store_->rollback();
       result.stopped = true;
       break;
     }

@@ -3,16 +3,18 @@
 // steps, move them back, aggregate (MIRA eq. (8) over the graph exchange | FedIT average | local),
 // evaluate every client with its own adapter on its own test split, write metrics. Runs on every
 // rank of `comm`; results are bitwise identical whatever the rank and thread counts (CPU backend).
-// Client states live in host memory with the MPI exchange (CPU backend) or, when
-// FederatedRunOptions::placement names a device (CUDA backend), in GPU memory with the NCCL or
-// host-staged exchange and the aggregation kernels (fed/device_store.h); with fp32 base weights a
-// CUDA run is then bitwise identical across rank counts too.
+// Client states live in a ClientStateStore (fed/client_state_store.h): host memory with the MPI
+// exchange (CPU backend, fed/host_store.h) or, when FederatedRunOptions::placement names a device
+// (CUDA backend), GPU memory with the NCCL or host-staged exchange and the aggregation kernels
+// (fed/device_store.h); with fp32 base weights a CUDA run is then bitwise identical across rank
+// counts too.
 #pragma once
 #include <mpi.h>
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,7 +22,7 @@
 #include "data/batch.h"
 #include "data/federated_dataset.h"
 #include "fed/aggregate.h"
-#include "fed/device_store.h"
+#include "fed/client_state_store.h"
 #include "fed/graph.h"
 #include "model/gpt2_model.h"
 
@@ -52,8 +54,9 @@ struct FederatedRunOptions {
   // federation.reproducible: FedIT by gather + ordered sum (true); false lets the NCCL exchange sum
   // with ncclAllReduce (not bitwise reproducible across rank counts); ignored (log line) elsewhere.
   bool reproducible = true;
-  // Where the owned states live: host memory + MPI exchange (device < 0, the CPU backend), or the
-  // GPU's memory + NCCL / host-staged exchange (fed/device_store.h; set by setup_backend).
+  // Where the owned states live: host memory + MPI exchange (device < 0, the CPU backend,
+  // fed/host_store.h), or the GPU's memory + NCCL / host-staged exchange (fed/device_store.h); set
+  // by setup_backend.
   AdapterPlacement placement;
 };
 
@@ -115,14 +118,13 @@ class FederatedRun {
   // records of those rounds).
   void restore(int64_t rounds_done, std::map<int, std::vector<float>> owned, std::vector<float> global,
                std::vector<RoundRecord> records);
-  std::vector<float> global_adapter() const;  // FedIT (host copy)
+  std::vector<float> global_adapter() const { return store_->global_adapter(); }  // FedIT (host copy)
 
   // Owned client states by client id: the adapter (P floats), followed, with keep_optimizer, by
   // Adam's first and second moments (P each): a host copy for checkpoints and export (downloaded
   // from the GPU when the states are device-resident).
-  std::map<int, std::vector<float>> owned_states() const;
+  std::map<int, std::vector<float>> owned_states() const { return store_->owned_states(); }
   const std::vector<int>& owned_clients() const { return owned_ids_; }  // ascending
-  bool device_resident() const { return dev_ != nullptr; }
   // The clients a rank needs data for over the whole run (owned + trained anywhere): for loading.
   static std::vector<int> clients_needed(const FederatedRunOptions& opts, int ranks, int rank);
   size_t adapter_floats() const { return P_; }
@@ -132,13 +134,14 @@ class FederatedRun {
 
  private:
   RoundRecord run_round(int64_t t);
-  void train_client(int k, int64_t t, float* state, double* loss_sum, double* tokens);
+  // Client k's state (held here) into the model, its R local epochs or steps of round t, the state
+  // back into the store; adds the loss sum and token count of its steps.
+  void train_client(int k, int64_t t, double* loss_sum, double* tokens);
   int64_t steps_per_round(int k) const;
   bool agree_stop();  // collective: did any rank receive a stop signal?
   int64_t times_trained_before(int k, int64_t t) const;
   std::vector<double> evaluate_owned();
-  LossSum evaluate_split(const float* adapter, int client);  // adapter (host or device) on client's test split
-  float* state_slot(int k);   // owned state or visiting slot (host or device memory)
+  LossSum evaluate_split(int client);  // the model's current adapter on client's test split
   void evaluate_global_matrix(RoundRecord& rec);             // collective; fills rec on rank 0
   std::vector<double> gather_by_client(const std::vector<double>& mine);  // owned values -> (K) on rank 0
   void write_metrics(const RoundRecord& rec);
@@ -156,12 +159,7 @@ class FederatedRun {
   size_t S_;                                     // state floats per client (P or 3P)
   std::vector<int> owner_;                       // (K)
   std::vector<int> owned_ids_;                   // owned clients, ascending
-  // Host-resident states (the CPU backend; empty when dev_ is set):
-  std::map<int, std::vector<float>> owned_;      // client -> state (S)
-  std::map<int, std::vector<float>> visiting_;   // states trained here for another owner
-  std::vector<float> global_;                    // FedIT global adapter (P)
-  std::unique_ptr<AdapterExchange> exchange_;    // MPI (host states)
-  std::unique_ptr<DeviceAdapterStore> dev_;      // device-resident states with their exchange
+  std::unique_ptr<ClientStateStore> store_;      // the client states with their exchange (host or device)
   std::vector<std::vector<int>> sample_history_; // (rounds) S(t) of every round of the run
   std::vector<RoundRecord> records_;             // completed rounds
   int64_t rounds_done_ = 0;
