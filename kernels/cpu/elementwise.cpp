@@ -169,6 +169,32 @@ void cpu_dropout(T* y, const T* x, int64_t n, float p, uint64_t stream, uint64_t
   }
 }
 
+void cpu_dropout_mask(uint32_t* bits, int64_t n, float p, uint64_t stream, uint64_t base) {
+  const uint32_t threshold = dropout_threshold(p);
+  const int64_t words = (n + 31) / 32;
+#pragma omp parallel for schedule(static)
+  for (int64_t w = 0; w < words; ++w) {  // 8 draws per word (4 when base is not a multiple of 4: 9)
+    uint32_t m = 0;
+    uint64_t group = ~0ull, draw = 0;
+    for (int64_t e = 32 * w; e < std::min(n, 32 * w + 32); ++e) {
+      const uint64_t j = base + (uint64_t)e;
+      if ((j >> 2) != group) group = j >> 2, draw = rng_at(stream, group);
+      m |= (uint32_t)(((draw >> (16 * (j & 3))) & 0xFFFFu) >= threshold) << (e - 32 * w);
+    }
+    bits[w] = m;
+  }
+}
+
+template <typename T>
+void cpu_dropout_apply_mask(T* y, const T* x, const uint32_t* bits, int64_t n, float p, bool accumulate) {
+  const T keep_scale = (T)1 / ((T)1 - (T)p);  // as cpu_dropout
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T val = (bits[i >> 5] >> (i & 31)) & 1u ? x[i] * keep_scale : T(0);
+    y[i] = accumulate ? y[i] + val : val;
+  }
+}
+
 template <typename T>
 void cpu_adam_step(T* param, const T* grad, T* m, T* v, int64_t n, double lr, double beta1, double beta2, double eps,
                    double weight_decay, bool decoupled, double bc1, double bc2) {
@@ -198,6 +224,7 @@ void cpu_adam_step(T* param, const T* grad, T* m, T* v, int64_t n, double lr, do
   template void cpu_add<T>(T*, const T*, const T*, int64_t);                                                      \
   template void cpu_scale<T>(T*, int64_t, T);                                                                     \
   template void cpu_dropout<T>(T*, const T*, int64_t, float, uint64_t, uint64_t, bool);                           \
+  template void cpu_dropout_apply_mask<T>(T*, const T*, const uint32_t*, int64_t, float, bool);                   \
   template void cpu_adam_step<T>(T*, const T*, T*, T*, int64_t, double, double, double, double, double, bool, double, \
                                  double);
 MIRA_INSTANTIATE(float)

@@ -55,6 +55,14 @@ struct DropoutKey {
 template <typename T>
 void cpu_dropout(T* y, const T* x, int64_t n, float p, uint64_t stream, uint64_t base, bool accumulate);
 
+// The packed keep mask of cpu_dropout's rule: bit e % 32 of bits[e / 32] = element e (index base + e)
+// is kept, for e < n; ceil(n / 32) words, the unused high bits of the last one 0.
+void cpu_dropout_mask(uint32_t* bits, int64_t n, float p, uint64_t stream, uint64_t base);
+// y (+)= x * keep_scale where the mask's bit is set, else (+)= 0, keep_scale = 1 / (1 - p):
+// cpu_dropout's operations with the mask's flags.
+template <typename T>
+void cpu_dropout_apply_mask(T* y, const T* x, const uint32_t* bits, int64_t n, float p, bool accumulate);
+
 // One Adam/AdamW step exactly as torch.optim (single-tensor path): decoupled (AdamW) multiplies the
 // parameter by (1 - lr*wd) first; otherwise (Adam) wd*param is added to the gradient. bc1/bc2 are
 // 1 - beta^step computed by the caller in double.

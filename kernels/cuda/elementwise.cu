@@ -66,6 +66,29 @@ __global__ void k_dropout(float* y, const float* x, int64_t n, float keep_scale,
   }
 }
 
+// One thread per mask word (32 elements, 8 draws).
+__global__ void k_dropout_mask(uint32_t* bits, int64_t n, uint32_t threshold, uint64_t stream, uint64_t base) {
+  const int64_t words = (n + 31) / 32;
+  for (int64_t w = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; w < words; w += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t m = 0;
+    uint64_t group = ~0ull, draw = 0;
+    for (int e = 0; e < 32 && 32 * w + e < n; ++e) {
+      const uint64_t j = base + (uint64_t)(32 * w + e);
+      if ((j >> 2) != group) group = j >> 2, draw = rng_at(stream, group);
+      m |= (uint32_t)(((draw >> (16 * (j & 3))) & 0xFFFFu) >= threshold) << e;
+    }
+    bits[w] = m;
+  }
+}
+
+__global__ void k_dropout_apply_mask(float* y, const float* x, const uint32_t* bits, int64_t n, float keep_scale,
+                                     bool accumulate) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const float val = (bits[e >> 5] >> (e & 31)) & 1u ? __fmul_rn(x[e], keep_scale) : 0.0f;  // as k_dropout
+    y[e] = accumulate ? __fadd_rn(y[e], val) : val;
+  }
+}
+
 __global__ void k_colsum_accumulate(float* db, const float* dy, int64_t n, int64_t m) {
   const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (j >= m) return;
@@ -112,6 +135,20 @@ CudaStatus cuda_dropout(cudaStream_t s, float* y, const float* x, int64_t n, flo
   const float keep_scale = 1.0f / (1.0f - p);  // as cpu_dropout: computed in float
   k_dropout<<<capped((n + 7) / 4), BLOCK, 0, s>>>(y, x, n, keep_scale, threshold, stream, base, accumulate);
   return cuda_status_launch("dropout kernel");
+}
+
+CudaStatus cuda_dropout_mask(cudaStream_t s, uint32_t* bits, int64_t n, uint32_t threshold, uint64_t stream,
+                             uint64_t base) {
+  if (n <= 0) return CudaStatus{};
+  k_dropout_mask<<<capped((n + 31) / 32), BLOCK, 0, s>>>(bits, n, threshold, stream, base);
+  return cuda_status_launch("dropout mask kernel");
+}
+
+CudaStatus cuda_dropout_apply_mask(cudaStream_t s, float* y, const float* x, const uint32_t* bits, int64_t n,
+                                   float keep_scale, bool accumulate) {
+  if (n <= 0) return CudaStatus{};
+  k_dropout_apply_mask<<<capped(n), BLOCK, 0, s>>>(y, x, bits, n, keep_scale, accumulate);
+  return cuda_status_launch("dropout apply-mask kernel");
 }
 
 CudaStatus cuda_colsum_accumulate(cudaStream_t s, float* db, const float* dy, int64_t n, int64_t m) {

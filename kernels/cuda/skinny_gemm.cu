@@ -15,6 +15,12 @@ constexpr int TO_WARPS = 8;       // thin output: warps per block
 constexpr int LK_KCH = 128;       // long k: rows of k per chunk (one partial per chunk)
 constexpr int RU_ROWS = 32;       // rank update: rows of C per block (one thread per column)
 
+// Element `idx` of a value read through a packed dropout mask: v * keep_scale if its keep bit is
+// set, else 0 (the operations of cuda_dropout: a round-to-nearest product, no FMA contraction).
+__device__ inline float masked(float v, const uint32_t* mask, int64_t idx, float keep_scale) {
+  return (mask[idx >> 5] >> (idx & 31)) & 1u ? __fmul_rn(v, keep_scale) : 0.0f;
+}
+
 // The register width for a small dimension s <= CUDA_SKINNY_MAX: 16, 32 or 64.
 int width_for(int64_t s) { return s <= 16 ? 16 : s <= 32 ? 32 : 64; }
 
@@ -24,9 +30,12 @@ int width_for(int64_t s) { return s <= 16 ? 16 : s <= 32 ? 32 : 64; }
 // staged KC rows at a time in shared memory (coalesced loads for either layout; row stride R + 1 so
 // the 32 lanes reading one column hit 32 banks). KC is a multiple of 32, so lane l still sums the
 // k indices l mod 32 in ascending order.
+// mask (non-null): A's element (i, kk) is read as dropout_keep ? a * keep_scale : 0, with the keep
+// flag bit (i k + kk) of the packed mask (the LoRA-input dropout, fused: no dropped-out copy of A).
 template <int R>
 __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t m, int n, int64_t k, int64_t lda,
-                              int64_t ldb, int64_t ldc, bool tb, float alpha, float beta) {
+                              int64_t ldb, int64_t ldc, bool tb, float alpha, float beta, const uint32_t* mask,
+                              float keep_scale) {
   constexpr int ROWS = 64 / R;   // 64 accumulators per lane
   constexpr int KC = 4096 / R;   // staged rows of op(B): KC (R + 1) floats, about 17 KB
   __shared__ float sb[KC][R + 1];
@@ -52,7 +61,8 @@ __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t 
       for (int q = 0; q < R; ++q) bv[q] = sb[kk][q];
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {
-        const float av = i0 + r < m ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
+        float av = i0 + r < m ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
+        if (mask) av = masked(av, mask, (i0 + r) * k + k0 + kk, keep_scale);
 #pragma unroll
         for (int q = 0; q < R; ++q) acc[r][q] = fmaf(av, bv[q], acc[r][q]);
       }
@@ -75,9 +85,11 @@ __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t 
 // Long k, pass 1: partial[(chunk * s + q) * g + j] = sum over the chunk's rows kk of
 // big[kk * ldg + j] * small[kk * lds + q], for the big column j of this thread (g columns in all)
 // and every q < s <= R. The chunk's small rows are staged in shared memory.
+// mask (non-null): big's element (kk, j) is read through the packed dropout mask, bit kk g + j (as
+// k_thin_output's A).
 template <int R>
 __global__ void k_long_k_partial(float* partial, const float* big, int64_t ldg, const float* small, int64_t lds,
-                                 int64_t k, int64_t g, int s) {
+                                 int64_t k, int64_t g, int s, const uint32_t* mask, float keep_scale) {
   __shared__ float ss[LK_KCH][R];
   const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   const int64_t chunk = blockIdx.y, k0 = chunk * LK_KCH;
@@ -92,7 +104,8 @@ __global__ void k_long_k_partial(float* partial, const float* big, int64_t ldg, 
 #pragma unroll
   for (int q = 0; q < R; ++q) acc[q] = 0.0f;
   for (int64_t kk = 0; kk < rows; ++kk) {
-    const float v = big[(k0 + kk) * ldg + j];
+    float v = big[(k0 + kk) * ldg + j];
+    if (mask) v = masked(v, mask, (k0 + kk) * g + j, keep_scale);
 #pragma unroll
     for (int q = 0; q < R; ++q) acc[q] = fmaf(v, ss[kk][q], acc[q]);
   }
@@ -117,10 +130,13 @@ __global__ void k_long_k_reduce(float* c, const float* partial, int64_t chunks, 
 // Rank update: C (m, n) = alpha A (m, k <= K) op(B) + beta C [+ bias (n) on every row; beta is 0
 // then: the bias and the LoRA term of a linear layer in one write]. Thread j of block (x, y) owns column
 // blockIdx.x * blockDim.x + j, keeps its op(B) column in registers and walks RU_ROWS rows of C
-// starting at blockIdx.y * RU_ROWS; the rows of A are staged in shared memory.
+// starting at blockIdx.y * RU_ROWS; the rows of A are staged in shared memory. mask (non-null, no
+// bias): C (i, j) += dropout_keep ? (alpha v) * keep_scale : 0 with bit i n + j of the packed mask
+// (the LoRA input gradient through the dropout, fused: no product buffer); beta is ignored.
 template <int K>
 __global__ void k_rank_update(float* c, const float* a, const float* b, const float* bias, int64_t m, int64_t n, int k,
-                              int64_t lda, int64_t ldb, int64_t ldc, bool tb, float alpha, float beta) {
+                              int64_t lda, int64_t ldb, int64_t ldc, bool tb, float alpha, float beta,
+                              const uint32_t* mask, float keep_scale) {
   __shared__ float sa[RU_ROWS][K];
   const int64_t i0 = (int64_t)blockIdx.y * RU_ROWS;
   const int rows = (int)(m - i0 < RU_ROWS ? m - i0 : RU_ROWS);
@@ -140,7 +156,10 @@ __global__ void k_rank_update(float* c, const float* a, const float* b, const fl
 #pragma unroll
     for (int q = 0; q < K; ++q) v = fmaf(sa[r][q], bc[q], v);
     float* out = c + (i0 + r) * ldc + j;
-    *out = bias ? alpha * v + bj : beta == 0.0f ? alpha * v : alpha * v + beta * *out;
+    if (mask)  // the same operations as cuda_dropout(accumulate) on alpha v
+      *out = __fadd_rn(*out, masked(alpha * v, mask, (i0 + r) * n + j, keep_scale));
+    else
+      *out = bias ? alpha * v + bj : beta == 0.0f ? alpha * v : alpha * v + beta * *out;
   }
 }
 
@@ -162,13 +181,19 @@ Family family_of(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
 int64_t long_k_chunks(int64_t k) { return (k + LK_KCH - 1) / LK_KCH; }
 
 CudaStatus rank_update(cudaStream_t s, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                       int64_t lda, const float* b, int64_t ldb, const float* bias, float beta, float* c, int64_t ldc) {
+                       int64_t lda, const float* b, int64_t ldb, const float* bias, float beta, float* c, int64_t ldc,
+                       const SkinnyMask& mk) {
   const int w = width_for(k);
   const dim3 grid((unsigned)((n + BLOCK - 1) / BLOCK), (unsigned)((m + RU_ROWS - 1) / RU_ROWS));
   const int kk = (int)k;
-  if (w == 16) k_rank_update<16><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta);
-  if (w == 32) k_rank_update<32><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta);
-  if (w == 64) k_rank_update<64><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta);
+  const uint32_t* mb = mk.bits;
+  const float ks = mk.keep_scale;
+  if (w == 16)
+    k_rank_update<16><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+  if (w == 32)
+    k_rank_update<32><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+  if (w == 64)
+    k_rank_update<64><<<grid, BLOCK, 0, s>>>(c, a, b, bias, m, n, kk, lda, ldb, ldc, tb, alpha, beta, mb, ks);
   return cuda_status_launch("skinny gemm (rank update) kernel");
 }
 
@@ -182,22 +207,41 @@ int64_t cuda_skinny_gemm_scratch(bool ta, bool tb, int64_t m, int64_t n, int64_t
   return family_of(ta, tb, m, n, k) == Family::LONG_K ? long_k_chunks(k) * m * n : 0;
 }
 
+bool cuda_skinny_gemm_takes_mask(const SkinnyMask& mask, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+  switch (family_of(ta, tb, m, n, k)) {
+    case Family::THIN_OUTPUT: return mask.where == SkinnyMask::A;
+    case Family::LONG_K: return mask.where == SkinnyMask::B && n > CUDA_SKINNY_MAX;  // small m: B is the big one
+    case Family::RANK_UPDATE: return mask.where == SkinnyMask::ACCUMULATE;
+    case Family::NONE: break;
+  }
+  return false;
+}
+
 CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                            int64_t ldc, float* scratch) {
+                            int64_t ldc, float* scratch, const SkinnyMask& mk) {
+  if (mk.bits && (!cuda_skinny_gemm_takes_mask(mk, ta, tb, m, n, k) ||
+                  (mk.where == SkinnyMask::ACCUMULATE && beta != 1.0f))) {
+    CudaStatus st;
+    st.step = "skinny gemm: the dropout mask does not apply to this shape (check cuda_skinny_gemm_takes_mask)";
+    st.cuda = cudaErrorInvalidValue;
+    return st;
+  }
+  const uint32_t* mb = mk.bits;
+  const float ks = mk.keep_scale;
   switch (family_of(ta, tb, m, n, k)) {
     case Family::THIN_OUTPUT: {
       const int w = width_for(n);
       const int64_t rows_per_block = (int64_t)TO_WARPS * (64 / w);
       const unsigned grid = (unsigned)((m + rows_per_block - 1) / rows_per_block);
-      const int nn = (int)n;
-      if (w == 16) k_thin_output<16><<<grid, TO_WARPS * WARP, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta);
-      if (w == 32) k_thin_output<32><<<grid, TO_WARPS * WARP, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta);
-      if (w == 64) k_thin_output<64><<<grid, TO_WARPS * WARP, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta);
+      const int nn = (int)n, nt = TO_WARPS * WARP;
+      if (w == 16) k_thin_output<16><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+      if (w == 32) k_thin_output<32><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+      if (w == 64) k_thin_output<64><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
       return cuda_status_launch("skinny gemm (thin output) kernel");
     }
     case Family::RANK_UPDATE:
-      return rank_update(s, tb, m, n, k, alpha, a, lda, b, ldb, nullptr, beta, c, ldc);
+      return rank_update(s, tb, m, n, k, alpha, a, lda, b, ldb, nullptr, beta, c, ldc, mk);
     case Family::LONG_K: {
       // op(A) = A^T with A stored (k, m); B stored (k, n). The big operand is the one whose
       // dimension is not the small one.
@@ -205,15 +249,16 @@ CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t
       const int64_t g = small_is_n ? m : n;
       const int sm = (int)(small_is_n ? n : m);
       const float* big = small_is_n ? a : b;
+      const uint32_t* bmask = small_is_n ? nullptr : mb;  // the mask is B's (SkinnyMask::B: small m)
       const int64_t ldg = small_is_n ? lda : ldb;
       const float* small = small_is_n ? b : a;
       const int64_t lds = small_is_n ? ldb : lda;
       const int64_t chunks = long_k_chunks(k);
       const dim3 grid((unsigned)((g + BLOCK - 1) / BLOCK), (unsigned)chunks);
       const int w = width_for(sm);
-      if (w == 16) k_long_k_partial<16><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm);
-      if (w == 32) k_long_k_partial<32><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm);
-      if (w == 64) k_long_k_partial<64><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm);
+      if (w == 16) k_long_k_partial<16><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
+      if (w == 32) k_long_k_partial<32><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
+      if (w == 64) k_long_k_partial<64><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
       CudaStatus st = cuda_status_launch("skinny gemm (long k, partial sums) kernel");
       if (!st.ok()) return st;
       k_long_k_reduce<<<grid_for((int64_t)sm * g), BLOCK, 0, s>>>(c, scratch, chunks, g, sm, ldc, small_is_n, alpha,
@@ -235,7 +280,7 @@ bool cuda_rank_update_bias_applies(int64_t m, int64_t n, int64_t k) {
 
 CudaStatus cuda_rank_update_bias(cudaStream_t s, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                                  int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc) {
-  return rank_update(s, tb, m, n, k, alpha, a, lda, b, ldb, bias, 0.0f, c, ldc);
+  return rank_update(s, tb, m, n, k, alpha, a, lda, b, ldb, bias, 0.0f, c, ldc, SkinnyMask{});
 }
 
 }  // namespace mira

@@ -34,11 +34,32 @@ bool cuda_skinny_gemm_applies(bool trans_a, bool trans_b, int64_t m, int64_t n, 
 // Floats of device scratch cuda_skinny_gemm needs for this shape (0 for most shapes).
 int64_t cuda_skinny_gemm_scratch(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
+// The LoRA-input dropout fused into a skinny product (Backend::lora_down / lora_down_grad /
+// lora_input_grad): a packed keep mask (cuda_dropout_mask, kernels/cuda/elementwise.h; bit e % 32 of
+// word e / 32 is element e's flag), the keep scale 1 / (1 - p), and where it applies, each with
+// exactly the operations of cuda_dropout into a buffer followed by the plain product:
+//  - A: A (m, k) is read as dropout(A), element (i, kk) = bit i k + kk (the thin-output kernel);
+//  - B: B (k, n) is read as dropout(B), element (kk, j) = bit kk n + j (long k, small dimension m);
+//  - ACCUMULATE: C += dropout(alpha A op(B)), element (i, j) = bit i n + j, beta must be 1 (the
+//    rank-update kernel).
+// bits == nullptr: no mask.
+struct SkinnyMask {
+  enum Where { A, B, ACCUMULATE };
+  const uint32_t* bits = nullptr;
+  float keep_scale = 1.0f;
+  Where where = A;
+};
+
+// Whether cuda_skinny_gemm takes this shape with the mask applied where mask.where says (the
+// kernel family the shape selects must be the one that applies it there).
+bool cuda_skinny_gemm_takes_mask(const SkinnyMask& mask, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
 // C = alpha op(A) op(B) + beta C for a shape cuda_skinny_gemm_applies accepts; scratch holds
-// cuda_skinny_gemm_scratch floats. Leading dimensions in elements, as cuda_gemm.
+// cuda_skinny_gemm_scratch floats. Leading dimensions in elements, as cuda_gemm. mask: see
+// SkinnyMask; a mask the shape cannot take (cuda_skinny_gemm_takes_mask) is an error.
 CudaStatus cuda_skinny_gemm(cudaStream_t s, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                            int64_t ldc, float* scratch);
+                            int64_t ldc, float* scratch, const SkinnyMask& mask = SkinnyMask{});
 
 // The first half of a LoRA linear layer's forward (CudaBackend::linear_forward): C (m, n) =
 // alpha A (m, k) op(B) + bias (n) on every row, C written without being read, for the rank-update

@@ -52,6 +52,13 @@ struct DropoutSite {
   uint64_t base = 0;
 };
 
+// A packed dropout keep mask (Backend::dropout_mask) and its probability p (keep scale 1 / (1 - p)).
+struct DropoutMask {
+  DInt bits;  // empty: no dropout
+  float p = 0.0f;
+};
+inline int64_t dropout_mask_words(int64_t n) { return (n + 31) / 32; }
+
 // Storage precision of a frozen weight tensor (Backend::freeze_weights).
 enum class WeightPrecision { FP32, BF16 };
 inline const char* weight_precision_name(WeightPrecision p) { return p == WeightPrecision::BF16 ? "bf16" : "fp32"; }
@@ -132,6 +139,21 @@ class Backend {
   virtual void scale(DFloat y, float s) = 0;                                     // y *= s
   // y (+)= inverted dropout of x with keep mask from rng_at(stream, base + i).
   virtual void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) = 0;
+  // The keep flags of dropout(p, stream, base) for elements 0..n-1, packed: bit e % 32 of word e / 32
+  // (dropout_mask_words(n) words, unused high bits 0). 1 bit per element instead of a dropped copy.
+  virtual void dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) = 0;
+  // The LoRA products around the LoRA-input dropout, with a packed mask of the (n, in) input (element
+  // i * in + j) fused in; mask.bits empty = no dropout. Each equals bitwise dropout() of the input with
+  // those keep flags (scale 1 / (1 - mask.p)) into a buffer, then the plain gemm, so a backend can
+  // read the mask inside its product kernels instead of materialising the dropped-out input:
+  //   lora_down        u (n, r) = dropout(x) A^T      x (n, in), A (r, in)
+  //   lora_down_grad   gA (r, in) = du^T dropout(x)   du (n, r); gA overwritten
+  //   lora_input_grad  dx (n, in) += dropout(du A)    (no mask: gemm with beta 1)
+  virtual void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) = 0;
+  virtual void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+                              int64_t r) = 0;
+  virtual void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
+                               int64_t r) = 0;
   // Fused LM head + cross-entropy (kernels/cpu/lm_head_ce.h); scratch of lm_head_ce_scratch(c, v).
   virtual int64_t lm_head_ce_scratch(int64_t c, int64_t v) const = 0;
   // dh empty: no input gradient; dwte non-empty (full fine-tuning): += gradient w.r.t. the tied wte.

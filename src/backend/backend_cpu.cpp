@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "backend/frozen_ranges.h"
+#include "backend/lora_compose.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/elementwise.h"
@@ -122,6 +123,22 @@ class CpuBackend final : public Backend {
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override {
     cpu_dropout<float>(P(y), P(x), y.size(), p, stream, base, accumulate);
   }
+  void dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) override {
+    MIRA_CHECK(bits.size() >= dropout_mask_words(n), "dropout_mask: fewer than dropout_mask_words(n) words");
+    cpu_dropout_mask(reinterpret_cast<uint32_t*>(P(bits)), n, p, stream, base);
+  }
+  // The LoRA products by their definition (backend/lora_compose.h), the masked input in lora_scratch_.
+  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
+    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
+  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+                      int64_t r) override {
+    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
+  void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
+                       int64_t r) override {
+    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
   int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return cpu_lm_head_ce_scratch(c, v); }
   void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight, int64_t n,
                   int64_t c, int64_t v, DFloat scratch) override {
@@ -154,6 +171,25 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // y (+)= x through the mask (cpu_dropout's operations).
+  static ApplyMask apply_mask(const DropoutMask& mask) {
+    return [&mask](DFloat y, DFloat x, bool accumulate) {
+      MIRA_CHECK(mask.bits.size() >= dropout_mask_words(x.size()), "lora op: dropout mask smaller than the input");
+      cpu_dropout_apply_mask<float>(P(y), P(x), reinterpret_cast<const uint32_t*>(P(mask.bits)), x.size(), mask.p,
+                                    accumulate);
+    };
+  }
+  // The masked LoRA input (n * in floats), grown on demand and kept: no allocation per step.
+  DFloat lora_scratch(const DropoutMask& mask, int64_t floats) {
+    if (mask.bits.empty()) return DFloat();
+    if (lora_scratch_.size() < floats) {
+      if (!lora_scratch_.empty()) release(lora_scratch_);
+      lora_scratch_ = alloc_f32(floats);
+    }
+    return lora_scratch_;
+  }
+  DFloat lora_scratch_;
+
   // Whether s is (a slice of) a frozen-bf16 weight. Only called when something is frozen.
   bool frozen_bf16(const DFloat& s) const { return frozen_.find(P(s), s.size()) != nullptr; }
   // Writes into frozen weights are refused (their values are the bf16-rounded ones).

@@ -24,6 +24,7 @@
 #include "kernels/cuda/reduce.h"
 #include "kernels/cuda/skinny_gemm.h"
 #include "backend/frozen_ranges.h"
+#include "backend/lora_compose.h"
 #include "runtime/check_cuda.h"
 #include "runtime/error.h"
 
@@ -210,6 +211,45 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_OP(
         cuda_dropout(stream_, P(y), P(x), y.size(), p, dropout_threshold(p), stream, base, accumulate));
   }
+  void dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) override {
+    MIRA_CHECK(bits.size() >= dropout_mask_words(n), "dropout_mask: fewer than dropout_mask_words(n) words");
+    MIRA_CHECK_OP(cuda_dropout_mask(stream_, mask_bits(bits), n, dropout_threshold(p), stream, base));
+  }
+  // The LoRA products with the packed dropout mask read inside the skinny kernels (SkinnyMask,
+  // kernels/cuda/skinny_gemm.h): no dropped-out copy of the input, no product buffer for the input
+  // gradient. Shapes the skinny kernels do not take (and frozen-bf16 operands, which LoRA products
+  // never have) run the definition (backend/lora_compose.h) with the masked input in the workspace.
+  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
+    const SkinnyMask sm = skinny_mask(mask, SkinnyMask::A);
+    if (!mask.bits.empty() && skinny_fusable(sm, false, true, n, r, in, mask, n * in, x, a)) {
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, false, true, n, r, in, 1.0f, P(x), in, P(a), in, 0.0f, P(u), r, nullptr,
+                                     sm));
+      return;
+    }
+    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
+  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+                      int64_t r) override {
+    const SkinnyMask sm = skinny_mask(mask, SkinnyMask::B);
+    if (!mask.bits.empty() && skinny_fusable(sm, true, false, r, in, n, mask, n * in, du, x)) {
+      const int64_t need = cuda_skinny_gemm_scratch(true, false, r, in, n);
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, true, false, r, in, n, 1.0f, P(du), r, P(x), in, 0.0f, P(ga), in,
+                                     need > 0 ? workspace(need) : nullptr, sm));
+      return;
+    }
+    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
+  void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
+                       int64_t r) override {
+    const SkinnyMask sm = skinny_mask(mask, SkinnyMask::ACCUMULATE);
+    if (!mask.bits.empty() && skinny_fusable(sm, false, false, n, in, r, mask, n * in, du, a)) {
+      check_writable(dx, "lora_input_grad output");
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, false, false, n, in, r, 1.0f, P(du), r, P(a), in, 1.0f, P(dx), in,
+                                     nullptr, sm));
+      return;
+    }
+    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+  }
   int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return cuda_lm_head_ce_scratch(c, v); }
   void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight, int64_t n,
                   int64_t c, int64_t v, DFloat scratch) override {
@@ -303,6 +343,34 @@ class CudaBackend final : public Backend {
     }
     MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, ta, tb, m, n, k, alpha, a16, lda, b16, ldb, beta, P(c), ldc));
   }
+  // The LoRA ops' helpers: the mask's words; whether the skinny kernel of this product shape takes the
+  // mask (fp32 operands: adapters are never frozen; the mask covers the input's `elems` elements).
+  static uint32_t* mask_bits(DInt bits) { return reinterpret_cast<uint32_t*>(P(bits)); }
+  static SkinnyMask skinny_mask(const DropoutMask& mask, SkinnyMask::Where where) {
+    return SkinnyMask{mask_bits(mask.bits), 1.0f / (1.0f - mask.p), where};  // keep scale as cuda_dropout
+  }
+  bool skinny_fusable(const SkinnyMask& sm, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                      const DropoutMask& mask, int64_t elems, DFloat a, DFloat b) const {
+    MIRA_CHECK(mask.bits.size() >= dropout_mask_words(elems), "lora op: dropout mask smaller than the input");
+    const bool frozen = !frozen_.empty() && (frozen_.find(P(a), a.size()) || frozen_.find(P(b), b.size()));
+    return !frozen && cuda_skinny_gemm_takes_mask(sm, ta, tb, m, n, k);
+  }
+  ApplyMask apply_mask(const DropoutMask& mask) {
+    return [this, &mask](DFloat y, DFloat x, bool accumulate) {
+      MIRA_CHECK_OP(cuda_dropout_apply_mask(stream_, P(y), P(x), mask_bits(mask.bits), x.size(),
+                                            1.0f / (1.0f - mask.p), accumulate));
+    };
+  }
+  // The masked LoRA input of the composed path (n * in floats), grown on demand and kept.
+  DFloat lora_scratch(const DropoutMask& mask, int64_t floats) {
+    if (mask.bits.empty()) return DFloat();
+    if (lora_scratch_.size() < floats) {
+      if (!lora_scratch_.empty()) release(lora_scratch_);
+      lora_scratch_ = alloc_f32(floats);
+    }
+    return lora_scratch_;
+  }
+
   // bf16 scratch of the bf16 mode (converted operands, the LM head's bf16 chunk buffers), grown on
   // demand and kept, like workspace(): no allocation in the step loop after the first step.
   __nv_bfloat16* bf16_workspace(int64_t elems) {
@@ -426,6 +494,7 @@ class CudaBackend final : public Backend {
   FrozenRanges frozen_;                  // frozen-bf16 weights, payload = the bf16 copy (cudaMalloc)
   __nv_bfloat16* ws16_ = nullptr;        // (ws16_size_) bf16 scratch
   int64_t ws16_size_ = 0;
+  DFloat lora_scratch_;                  // the composed LoRA ops' masked input (a block of blocks_)
 };
 
 }  // namespace

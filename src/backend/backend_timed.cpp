@@ -94,6 +94,21 @@ void TimedBackend::scale(DFloat y, float s) { MIRA_TIMED("scale", inner_->scale(
 void TimedBackend::dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) {
   MIRA_TIMED("dropout", inner_->dropout(y, x, p, stream, base, accumulate));
 }
+void TimedBackend::dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) {
+  MIRA_TIMED("dropout", inner_->dropout_mask(bits, n, p, stream, base));
+}
+// The LoRA products (with their fused dropout) are booked with the other LoRA GEMMs.
+void TimedBackend::lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) {
+  MIRA_TIMED("gemm.lora", inner_->lora_down(u, x, a, mask, n, in, r));
+}
+void TimedBackend::lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+                                  int64_t r) {
+  MIRA_TIMED("gemm.lora", inner_->lora_down_grad(ga, du, x, mask, n, in, r));
+}
+void TimedBackend::lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
+                                   int64_t r) {
+  MIRA_TIMED("gemm.lora", inner_->lora_input_grad(dx, du, a, mask, n, in, r));
+}
 void TimedBackend::lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets,
                               DFloat weight, int64_t n, int64_t c, int64_t v, DFloat scratch) {
   MIRA_TIMED("lm_head_ce", inner_->lm_head_ce(loss_rows, dh, dwte, h, wte, targets, weight, n, c, v, scratch));

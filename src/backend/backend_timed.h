@@ -66,6 +66,12 @@ class TimedBackend : public Backend {
   void add(DFloat y, DFloat a, DFloat b) override;
   void scale(DFloat y, float s) override;
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override;
+  void dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) override;
+  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override;
+  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+                      int64_t r) override;
+  void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
+                       int64_t r) override;
   int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return inner_->lm_head_ce_scratch(c, v); }
   void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight,
                   int64_t n, int64_t c, int64_t v, DFloat scratch) override;

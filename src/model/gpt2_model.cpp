@@ -29,6 +29,10 @@ struct Gpt2Model::Acts {
     DFloat ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
     DFloat fc;                       // (N, F) c_fc output (GELU's input)
     DFloat u[LORA_MODULE_COUNT];     // (N, r) LoRA intermediate dropout(x) A^T
+    // The LoRA-input dropout's packed keep mask of each LoRA module (dropout_mask_words(N * in)
+    // words, only with LoRA dropout): made by the forward, read by the fused LoRA ops of the forward
+    // and the backward (Backend::lora_down etc.), 1 bit per input element instead of a dropped copy.
+    DInt mask[LORA_MODULE_COUNT];
   };
   std::vector<DFloat> resid;  // L+1 of (N, C): input of each layer, then the final hidden state
   std::vector<PerLayer> layer;
@@ -46,12 +50,6 @@ struct Gpt2Model::Acts {
   DFloat datty;       // (N, C)
   DFloat dfc;         // (N, F)
   DFloat du;          // (N, r)
-  // (N, max in) the dropped-out LoRA input of the module at hand (only with LoRA dropout): written
-  // by the forward for u, and again by the backward for gA from the layer's saved input. The mask is
-  // a pure function of its indices, so the backward's copy is bitwise the forward's; nothing per
-  // layer is kept (26% of the activations for the paper's targets).
-  DFloat xd;
-  DFloat dxl;         // (N, max in) LoRA input gradient before the dropout mask
   DFloat datt;        // attention scratch (Backend::attention_scratch_floats)
   DFloat ce_scratch;  // lm_head_ce scratch
 };
@@ -113,6 +111,7 @@ Gpt2Model::~Gpt2Model() {
   be_.release(adam_m_);
   be_.release(adam_v_);
   if (!act_arena_.empty()) be_.release(act_arena_);
+  if (!mask_arena_.empty()) be_.release(mask_arena_);
   if (!ids_.empty()) be_.release(ids_);
   if (!tgt_.empty()) be_.release(tgt_);
 }
@@ -148,6 +147,7 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
   MIRA_CHECK(att >= 0 && att_scratch >= 0, "backend returned a negative attention size");
   if (n <= cap_bt_ && att <= cap_att_ && att_scratch <= cap_att_scratch_) return;
   if (!act_arena_.empty()) be_.release(act_arena_);
+  if (!mask_arena_.empty()) be_.release(mask_arena_);
   if (!ids_.empty()) be_.release(ids_);
   if (!tgt_.empty()) be_.release(tgt_);
   cap_bt_ = std::max(cap_bt_, n);
@@ -184,10 +184,22 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
     take(a.weight, N), take(a.loss_rows, N);
     take(a.dres, N * C), take(a.dtmp, N * C), take(a.dbranch, N * C), take(a.dqkv, N * 3 * C);
     take(a.datty, N * C), take(a.dfc, N * F);
-    take(a.du, N * r), take(a.dxl, N * std::max(C, F)), take(a.datt, AS);
-    if (drop) take(a.xd, N * std::max(C, F));
+    take(a.du, N * r), take(a.datt, AS);
     take(a.ce_scratch, be_.lm_head_ce_scratch(C, cfg_.vocab_size));
     if (pass == 0) act_arena_ = be_.alloc_f32(total);
+  }
+  if (drop) {  // the LoRA dropout masks, in their own (int) arena
+    int64_t words = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+      words = 0;
+      for (auto& pl : a.layer)
+        for (LoraModule m : layout_.modules) {
+          const int64_t w = dropout_mask_words(N * layout_.find(m, false)->cols);  // lora_A: (r, in)
+          if (pass == 1) pl.mask[(int)m] = mask_arena_.slice(words, w);
+          words += w;
+        }
+      if (pass == 0) mask_arena_ = be_.alloc_i32(words);
+    }
   }
   ids_ = be_.alloc_i32(N);
   tgt_ = be_.alloc_i32(N);
@@ -266,9 +278,10 @@ DropoutSite Gpt2Model::base_site(double p, bool dropout, const StepContext& ctx,
   return s;
 }
 
-// y (n, out) = x W + bias [+ scale * dropout(x) A^T B^T]: u = dropout(x) A^T first, then the base
-// product, the bias and the LoRA term s u B^T in one backend op (alpha/r folded into the product's
-// scale; the CPU backend makes it one pass over y).
+// y (n, out) = x W + bias [+ scale * dropout(x) A^T B^T]: u = dropout(x) A^T first (the dropout
+// fused as a packed keep mask, kept for the backward), then the base product, the bias and the LoRA
+// term s u B^T in one backend op (alpha/r folded into the product's scale; the CPU backend makes it
+// one pass over y).
 void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out,
                                int64_t layer, LoraModule m, bool dropout, const StepContext& ctx) {
   if (!lora_on_[(int)m]) {
@@ -281,20 +294,24 @@ void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_
   DFloat A = adapter_.slice(ab->layer_offset(layer), r * in);   // (r, in)
   DFloat Bm = adapter_.slice(bb->layer_offset(layer), out * r); // (out, r)
   Acts::PerLayer& pl = acts_->layer[(size_t)layer];
-  DFloat xin = x;
-  if (dropout && lora_.dropout > 0) {
-    xin = acts_->xd.slice(0, n * in);
-    be_.dropout(xin, x.slice(0, n * in), (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), false);
-  }
+  const DropoutMask mask = lora_mask(layer, m, n * in, dropout);
+  if (!mask.bits.empty())
+    be_.dropout_mask(mask.bits, n * in, mask.p, dropout_stream(ctx), dropout_base(layer, m));
   DFloat u = pl.u[(int)m];
-  be_.gemm(false, true, n, r, in, 1.0f, xin, in, A, in, 0.0f, u, r);  // u = xin A^T (n, r)
+  be_.lora_down(u, x, A, mask, n, in, r);                                          // u = dropout(x) A^T (n, r)
   be_.linear_forward(y, x, w, bias, u, Bm, (float)layout_.scale, n, in, out, r);  // y = x W + bias + s u B^T
+}
+
+// The LoRA-input dropout mask of (layer, module) for n_in input elements (empty without dropout).
+DropoutMask Gpt2Model::lora_mask(int64_t layer, LoraModule m, int64_t n_in, bool dropout) const {
+  if (!dropout || lora_.dropout <= 0) return DropoutMask{};
+  return DropoutMask{acts_->layer[(size_t)layer].mask[(int)m].slice(0, dropout_mask_words(n_in)),
+                     (float)lora_.dropout};
 }
 
 // dx (n, in) = dy W^T [+ LoRA path]; LoRA gradients written into grad_ (A: (r, in), B: (out, r)).
 void Gpt2Model::linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
-                                int64_t out, int64_t layer, LoraModule m, bool dropout, const StepContext& ctx,
-                                bool need_dx) {
+                                int64_t out, int64_t layer, LoraModule m, bool dropout, bool need_dx) {
   if (need_dx) be_.gemm(false, true, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in);
   if (!gw.empty()) {  // full fine-tuning: gW (in, out) += x^T dy, gb (out) += column sums of dy
     be_.gemm(true, false, in, out, n, 1.0f, x, in, dy, out, 1.0f, gw, out);
@@ -310,25 +327,13 @@ void Gpt2Model::linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat
   DFloat gA = grad_.slice(ab->layer_offset(layer), r * in);
   DFloat gB = grad_.slice(bb->layer_offset(layer), out * r);
   Acts::PerLayer& pl = acts_->layer[(size_t)layer];
-  const bool drop = dropout && lora_.dropout > 0;
-  DFloat xin = x;
-  if (drop) {  // the forward's dropout(x), recomputed (Acts::xd)
-    xin = acts_->xd.slice(0, n * in);
-    be_.dropout(xin, x.slice(0, n * in), (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), false);
-  }
+  const DropoutMask mask = lora_mask(layer, m, n * in, dropout);
   DFloat u = pl.u[(int)m];
   DFloat du = acts_->du;
-  be_.gemm(true, false, out, r, n, s, dy, out, u, r, 0.0f, gB, r);     // gB = s dy^T u   (out, r)
-  be_.gemm(false, false, n, r, out, s, dy, out, Bm, r, 0.0f, du, r);   // du = s dy B     (n, r)
-  be_.gemm(true, false, r, in, n, 1.0f, du, r, xin, in, 0.0f, gA, in); // gA = du^T xin   (r, in)
-  if (!need_dx) return;
-  if (!drop) {
-    be_.gemm(false, false, n, in, r, 1.0f, du, r, A, in, 1.0f, dx, in);  // dx += du A
-  } else {
-    DFloat t = acts_->dxl.slice(0, n * in);
-    be_.gemm(false, false, n, in, r, 1.0f, du, r, A, in, 0.0f, t, in);
-    be_.dropout(dx.slice(0, n * in), t, (float)lora_.dropout, dropout_stream(ctx), dropout_base(layer, m), true);
-  }
+  be_.gemm(true, false, out, r, n, s, dy, out, u, r, 0.0f, gB, r);    // gB = s dy^T u   (out, r)
+  be_.gemm(false, false, n, r, out, s, dy, out, Bm, r, 0.0f, du, r);  // du = s dy B     (n, r)
+  be_.lora_down_grad(gA, du, x, mask, n, in, r);                      // gA = du^T dropout(x)  (r, in)
+  if (need_dx) be_.lora_input_grad(dx, du, A, mask, n, in, r);        // dx += dropout(du A)
 }
 
 void Gpt2Model::forward(int64_t b, int64_t t, bool dropout, const StepContext& ctx) {
@@ -400,19 +405,18 @@ void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& 
     if (full || lora_on_[(int)LoraModule::MLP_C_PROJ])  // its input, recomputed (Acts::fc_gelu)
       be_.gelu_forward(a.fc_gelu.slice(0, N * F), p.fc.slice(0, N * F), N * F);
     linear_backward(a.dfc, branch_grad(dr2), a.fc_gelu, W.fcproj_w, G.fcproj_w, G.fcproj_b, N, F, C, l,
-                    LoraModule::MLP_C_PROJ, dropout, ctx, true);
+                    LoraModule::MLP_C_PROJ, dropout, true);
     be_.gelu_backward(a.dfc.slice(0, N * F), a.dfc.slice(0, N * F), p.fc.slice(0, N * F), N * F);
-    linear_backward(a.dtmp, a.dfc, p.ln2, W.fc_w, G.fc_w, G.fc_b, N, C, F, l, LoraModule::MLP_C_FC, dropout, ctx,
-                    true);
+    linear_backward(a.dtmp, a.dfc, p.ln2, W.fc_w, G.fc_w, G.fc_b, N, C, F, l, LoraModule::MLP_C_FC, dropout, true);
     be_.layernorm_backward(dres, G.ln2_w, G.ln2_b, a.dtmp, p.resid_mid, W.ln2_w, p.ln2_mean, p.ln2_rstd, N, C);
     // Attention branch: resid_mid = resid[l] + drop(c_proj(attn(c_attn(ln_1(resid[l])))))
     linear_backward(a.datty, branch_grad(dr1), p.atty, W.proj_w, G.proj_w, G.proj_b, N, C, C, l,
-                    LoraModule::ATTN_C_PROJ, dropout, ctx, true);
+                    LoraModule::ATTN_C_PROJ, dropout, true);
     be_.attention_backward(a.dqkv, a.datt, a.datty, p.qkv, p.att, b, t, C, H, da, attention_precision());
     // Below layer 0's c_attn only the embeddings remain: LoRA training gives them no gradient.
     const bool need_dx = l > 0 || full;
     linear_backward(a.dtmp, a.dqkv, p.ln1, W.attn_w, G.attn_w, G.attn_b, N, C, 3 * C, l, LoraModule::C_ATTN, dropout,
-                    ctx, need_dx);
+                    need_dx);
     if (need_dx)
       be_.layernorm_backward(dres, G.ln1_w, G.ln1_b, a.dtmp, a.resid[(size_t)l], W.ln1_w, p.ln1_mean, p.ln1_rstd, N,
                              C);

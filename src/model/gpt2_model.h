@@ -142,9 +142,11 @@ class Gpt2Model {
   Layer layer_views(DFloat base, int64_t l) const;
   void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out, int64_t layer,
                       LoraModule m, bool dropout, const StepContext& ctx);
-  // gw, gb: base-weight gradients (accumulated) in full fine-tuning, empty otherwise.
+  // gw, gb: base-weight gradients (accumulated) in full fine-tuning, empty otherwise. dropout: the
+  // forward's; its LoRA dropout masks (made by linear_forward of the same step) are reused.
   void linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
-                       int64_t out, int64_t layer, LoraModule m, bool dropout, const StepContext& ctx, bool need_dx);
+                       int64_t out, int64_t layer, LoraModule m, bool dropout, bool need_dx);
+  DropoutMask lora_mask(int64_t layer, LoraModule m, int64_t n_in, bool dropout) const;
   double loss_from_rows(int64_t n);
   uint64_t dropout_stream(const StepContext& ctx) const;
   DropoutSite base_site(double p, bool dropout, const StepContext& ctx, int64_t layer, int site) const;
@@ -174,6 +176,7 @@ class Gpt2Model {
   // scratch (floats, from Backend::attention_saved_floats / attention_scratch_floats).
   int64_t cap_bt_ = 0, cap_att_ = 0, cap_att_scratch_ = 0;
   DFloat act_arena_;
+  DInt mask_arena_;  // the LoRA dropout masks (Acts::PerLayer::mask)
   DInt ids_, tgt_;
   std::vector<float> host_weight_, host_loss_;  // (B*T) staging, sized with the activations
   std::vector<double> host_mask_;               // (B*T) the batch's mask
