@@ -409,18 +409,30 @@ __global__ void __launch_bounds__(NT)
   const HeadInputs16 in = head_inputs<D>(ws16, (int64_t)gridDim.x, tp, bh);
   const int nq = (int)((t - j0 + BR - 1) / BR);  // query tiles from the diagonal one (rows i < j0 see no key here)
 
-  auto issue = [&](int n) {  // query tile n into buffer n % 2
+  auto issue = [&](int n) {  // query tile n's q and dO into buffer n % 2
     const int64_t i0 = j0 + (int64_t)n * BR;
     load_tile_async<D>(Qs(n & 1), in.q, i0);
     load_tile_async<D>(dOs(n & 1), in.dO, i0);
     cp_async_commit();
-    load_row_values(Ls(n & 1), lse, bh, i0, t);
-    load_row_values(Ds(n & 1), dsum, bh, i0, t);
   };
+  // Query tile n's row values: thread x < BR holds L of row x, thread BR + x D of row x. Fetched
+  // into a register when the tile's copies are issued, stored to shared memory after this
+  // iteration's compute (the global load's latency overlaps it).
+  static_assert(NT == 2 * BR, "one row value per thread");
+  const int rv = threadIdx.x % BR;
+  auto fetch_row_value = [&](int n) {
+    const int64_t i = j0 + (int64_t)n * BR + rv;
+    return i < t ? (threadIdx.x < BR ? lse : dsum)[bh * t + i] : 0.0f;
+  };
+  auto stash_row_value = [&](int n, float v) { (threadIdx.x < BR ? Ls(n & 1) : Ds(n & 1))[rv] = v; };
   load_tile_async<D>(Ks, in.k, j0);
   load_tile_async<D>(Vs, in.v, j0);
   issue(0);
+  stash_row_value(0, fetch_row_value(0));
 
+  // The warp's key rows as A fragments: kept in registers for D <= 64; for D = 128 (64 more registers
+  // each) reloaded from shared memory per register step, which keeps the kernel from spilling.
+  constexpr bool CACHE_KV = D <= 64;
   uint32_t ka[D / 16][4], va[D / 16][4];
   float dk[D / 8][4], dv[D / 8][4];
 #pragma unroll
@@ -428,14 +440,16 @@ __global__ void __launch_bounds__(NT)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[dd][e] = 0.0f, dv[dd][e] = 0.0f;
   for (int n = 0; n < nq; ++n) {
+    float next_rv = 0.0f;
     if (n + 1 < nq) {
       issue(n + 1);
+      next_rv = fetch_row_value(n + 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (n == 0) load_a_frags<D>(ka, Ks, 16 * warp), load_a_frags<D>(va, Vs, 16 * warp);
+    if (CACHE_KV && n == 0) load_a_frags<D>(ka, Ks, 16 * warp), load_a_frags<D>(va, Vs, 16 * warp);
     const int64_t i0 = j0 + (int64_t)n * BR;
     const int b = n & 1;
 #pragma unroll
@@ -444,14 +458,17 @@ __global__ void __launch_bounds__(NT)
       if (jw >= t || ih >= t || ih + STEP - 1 < jw) continue;  // warp-uniform: no query here sees the warp's keys
       const int nn_end = (int)((t - 1 - ih) / 8 + 1 < STEP / 8 ? (t - 1 - ih) / 8 + 1 : STEP / 8);
       float st[STEP / 8][4], dpt[STEP / 8][4];
+      if (!CACHE_KV) load_a_frags<D>(ka, Ks, 16 * warp);
       product_abt<D, STEP / 8>(st, ka, Qs(b), hh * STEP, nn_end);    // S^T = k q^T
-      product_abt<D, STEP / 8>(dpt, va, dOs(b), hh * STEP, nn_end);  // dPd^T = v dO^T
+      if (!CACHE_KV) load_a_frags<D>(ka, Vs, 16 * warp);             // (ka holds v's rows now)
+      product_abt<D, STEP / 8>(dpt, CACHE_KV ? va : ka, dOs(b), hh * STEP, nn_end);  // dPd^T = v dO^T
       uint32_t pda[STEP / 16][4], dsa[STEP / 16][4];
       step_grads<true>(pda, dsa, st, dpt, Ls(b) + hh * STEP, Ds(b) + hh * STEP, jw, ih, t, bh, scale, drop,
                        keep_scale);
       product_add_av<D, STEP / 16>(dv, pda, dOs(b), hh * STEP, (nn_end + 1) / 2);  // dV += bf16(Pd)^T bf16(dO)
       product_add_av<D, STEP / 16>(dk, dsa, Qs(b), hh * STEP, (nn_end + 1) / 2);   // dK += bf16(dS)^T bf16(q)
     }
+    if (n + 1 < nq) stash_row_value(n + 1, next_rv);  // buffer (n + 1) % 2's last reads were before the last barrier
     __syncthreads();  // reads of buffer n % 2 done before tile n + 2 streams into it
   }
   float* g = dqkv + bi * t * 3 * c + h * hd;
