@@ -116,6 +116,24 @@ __device__ inline void load_row_values(float* s, const float* g, int64_t bh, int
   for (int r = threadIdx.x; r < BR; r += NT) s[r] = i0 + r < t ? g[bh * t + i0 + r] : 0.0f;
 }
 
+// Zeroed C fragments of a (16, 8 N) accumulator.
+template <int N>
+__device__ inline void zero_frags(float (&acc)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+}
+
+// The double-buffered loops' wait: this thread's copies of the current tile have landed, the next
+// tile's group (when one was just issued) stays in flight. A __syncthreads must follow.
+__device__ inline void wait_current_tile(bool next_in_flight) {
+  if (next_in_flight)
+    cp_async_wait<1>();
+  else
+    cp_async_wait<0>();
+}
+
 // Warp-level: the A fragments of rows [r0, r0 + 16) of a shared tile, a[kk] = columns 16kk..16kk+15.
 template <int D>
 __device__ inline void load_a_frags(uint32_t (&a)[D / 16][4], const bf16* s, int r0) {
@@ -132,10 +150,9 @@ template <int D, int NN>
 __device__ inline void product_abt(float (&acc)[NN][4], const uint32_t (&a)[D / 16][4], const bf16* s, int n0,
                                    int nn_end) {
   const int lane = threadIdx.x % WARP;
+  zero_frags(acc);
 #pragma unroll
   for (int nt = 0; nt < NN; ++nt) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
     if (nt >= nn_end) continue;
     const bf16* p = s + (n0 + 8 * nt + (lane & 7)) * Geo<D>::LDH + 8 * (lane >> 3);
 #pragma unroll
@@ -255,17 +272,10 @@ __global__ void __launch_bounds__(NT)
   uint32_t qa[D / 16][4];
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, inv_l[2] = {0.0f, 0.0f};
   float o[D / 8][4];
-#pragma unroll
-  for (int dd = 0; dd < D / 8; ++dd)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[dd][e] = 0.0f;
+  zero_frags(o);
   for (int st = 0; st < steps; ++st) {
-    if (st + 1 < steps) {
-      issue(st + 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    if (st + 1 < steps) issue(st + 1);
+    wait_current_tile(st + 1 < steps);
     __syncthreads();  // step st's tiles (and q) visible to every warp
     if (st == 0) load_a_frags<D>(qa, Qs, 16 * warp);
     const int64_t j0 = (int64_t)(st < ntile ? st : st - ntile) * BC;
@@ -435,19 +445,11 @@ __global__ void __launch_bounds__(NT)
   constexpr bool CACHE_KV = D <= 64;
   uint32_t ka[D / 16][4], va[D / 16][4];
   float dk[D / 8][4], dv[D / 8][4];
-#pragma unroll
-  for (int dd = 0; dd < D / 8; ++dd)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dk[dd][e] = 0.0f, dv[dd][e] = 0.0f;
+  zero_frags(dk), zero_frags(dv);
   for (int n = 0; n < nq; ++n) {
     float next_rv = 0.0f;
-    if (n + 1 < nq) {
-      issue(n + 1);
-      next_rv = fetch_row_value(n + 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    if (n + 1 < nq) issue(n + 1), next_rv = fetch_row_value(n + 1);
+    wait_current_tile(n + 1 < nq);
     __syncthreads();
     if (CACHE_KV && n == 0) load_a_frags<D>(ka, Ks, 16 * warp), load_a_frags<D>(va, Vs, 16 * warp);
     const int64_t i0 = j0 + (int64_t)n * BR;
@@ -510,17 +512,10 @@ __global__ void __launch_bounds__(NT)
 
   uint32_t qa[D / 16][4], doa[D / 16][4];
   float dq[D / 8][4];
-#pragma unroll
-  for (int dd = 0; dd < D / 8; ++dd)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) dq[dd][e] = 0.0f;
+  zero_frags(dq);
   for (int n = 0; n < ntile; ++n) {
-    if (n + 1 < ntile) {
-      issue(n + 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    if (n + 1 < ntile) issue(n + 1);
+    wait_current_tile(n + 1 < ntile);
     __syncthreads();
     if (n == 0) load_a_frags<D>(qa, Qs, 16 * warp), load_a_frags<D>(doa, dOs, 16 * warp);
     const int64_t j0 = (int64_t)n * BC;

@@ -129,15 +129,15 @@ class CpuBackend final : public Backend {
   }
   // The LoRA products by their definition (backend/lora_compose.h), the masked input in lora_scratch_.
   void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
-    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
                       int64_t r) override {
-    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override {
-    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return cpu_lm_head_ce_scratch(c, v); }
   void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight, int64_t n,
@@ -179,16 +179,7 @@ class CpuBackend final : public Backend {
                                     accumulate);
     };
   }
-  // The masked LoRA input (n * in floats), grown on demand and kept: no allocation per step.
-  DFloat lora_scratch(const DropoutMask& mask, int64_t floats) {
-    if (mask.bits.empty()) return DFloat();
-    if (lora_scratch_.size() < floats) {
-      if (!lora_scratch_.empty()) release(lora_scratch_);
-      lora_scratch_ = alloc_f32(floats);
-    }
-    return lora_scratch_;
-  }
-  DFloat lora_scratch_;
+  LoraScratch lora_scratch_;  // the composed LoRA ops' buffer
 
   // Whether s is (a slice of) a frozen-bf16 weight. Only called when something is frozen.
   bool frozen_bf16(const DFloat& s) const { return frozen_.find(P(s), s.size()) != nullptr; }

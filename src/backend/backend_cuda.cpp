@@ -226,7 +226,7 @@ class CudaBackend final : public Backend {
                                      sm));
       return;
     }
-    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
                       int64_t r) override {
@@ -237,7 +237,7 @@ class CudaBackend final : public Backend {
                                      need > 0 ? workspace(need) : nullptr, sm));
       return;
     }
-    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override {
@@ -248,7 +248,7 @@ class CudaBackend final : public Backend {
                                      nullptr, sm));
       return;
     }
-    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch(mask, n * in), apply_mask(mask));
+    lora_input_grad_composed(*this, dx, du, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
   int64_t lm_head_ce_scratch(int64_t c, int64_t v) const override { return cuda_lm_head_ce_scratch(c, v); }
   void lm_head_ce(DFloat loss_rows, DFloat dh, DFloat dwte, DFloat h, DFloat wte, DInt targets, DFloat weight, int64_t n,
@@ -360,15 +360,6 @@ class CudaBackend final : public Backend {
       MIRA_CHECK_OP(cuda_dropout_apply_mask(stream_, P(y), P(x), mask_bits(mask.bits), x.size(),
                                             1.0f / (1.0f - mask.p), accumulate));
     };
-  }
-  // The masked LoRA input of the composed path (n * in floats), grown on demand and kept.
-  DFloat lora_scratch(const DropoutMask& mask, int64_t floats) {
-    if (mask.bits.empty()) return DFloat();
-    if (lora_scratch_.size() < floats) {
-      if (!lora_scratch_.empty()) release(lora_scratch_);
-      lora_scratch_ = alloc_f32(floats);
-    }
-    return lora_scratch_;
   }
 
   // bf16 scratch of the bf16 mode (converted operands, the LM head's bf16 chunk buffers), grown on
@@ -494,7 +485,7 @@ class CudaBackend final : public Backend {
   FrozenRanges frozen_;                  // frozen-bf16 weights, payload = the bf16 copy (cudaMalloc)
   __nv_bfloat16* ws16_ = nullptr;        // (ws16_size_) bf16 scratch
   int64_t ws16_size_ = 0;
-  DFloat lora_scratch_;                  // the composed LoRA ops' masked input (a block of blocks_)
+  LoraScratch lora_scratch_;             // the composed LoRA ops' buffer (a block of blocks_)
 };
 
 }  // namespace
