@@ -7,7 +7,7 @@
 //    fuses per tile: scores S = scale q k^T, causal mask, online softmax (running row max m and row
 //    sum l; the output accumulator is rescaled by exp(m_old - m_new)), dropout keep mask + 1/(1-p)
 //    scaling of the probabilities, and O += P_dropped v. It writes out = O / l, the row logsumexp
-//    L = m + log(l) and a copy of out (the saved state: the backward needs rowsum(dO * O)).
+//    L = m + log(l) (the saved state; the backward gets out itself for rowsum(dO * O)).
 //  - k_row_dot: D_i = sum_d dO_i,d O_i,d for every (batch, head, row) (one warp per row).
 //  - k_flash_backward_dkv: one block per (key tile, batch*head); walks the query tiles from the one
 //    holding the tile's first key to T, in order; per tile it recomputes P = exp(S - L), the keep
@@ -120,8 +120,8 @@ __device__ inline void tile_product_add(float (&acc)[Geo<D, BR, BC>::RM][Geo<D, 
 
 template <int D, int BR, int BC>
 __global__ void __launch_bounds__(NT)
-    k_flash_forward(float* out, float* lse, float* out_copy, const float* qkv, int64_t t, int64_t c, int64_t nh,
-                    int hd, float scale, CudaDropout drop, float keep_scale) {
+    k_flash_forward(float* out, float* lse, const float* qkv, int64_t t, int64_t c, int64_t nh, int hd, float scale,
+                    CudaDropout drop, float keep_scale) {
   using G = Geo<D, BR, BC>;
   extern __shared__ float smem[];
   float* Qs = smem;                // (BR, DP)
@@ -243,9 +243,7 @@ __global__ void __launch_bounds__(NT)
       const int d = tx + TG * e;
       if (d >= hd) continue;
       const int64_t o = (bi * t + i) * c + h * hd + d;
-      const float val = acc[a][e] * inv;
-      out[o] = val;
-      out_copy[o] = val;
+      out[o] = acc[a][e] * inv;
     }
   }
 }
@@ -477,14 +475,14 @@ CudaStatus check_workspace(const __nv_bfloat16* ws16) {
 }
 
 template <int D, int BR, int BC>
-CudaStatus forward_tiles(cudaStream_t s, float* out, float* lse, float* out_copy, const float* qkv, int64_t b,
-                         int64_t t, int64_t c, int64_t nh, float scale, const CudaDropout& drop, float keep_scale) {
+CudaStatus forward_tiles(cudaStream_t s, float* out, float* lse, const float* qkv, int64_t b, int64_t t, int64_t c,
+                         int64_t nh, float scale, const CudaDropout& drop, float keep_scale) {
   using G = Geo<D, BR, BC>;
   const int bytes = G::FWD * (int)sizeof(float);
   auto kernel = k_flash_forward<D, BR, BC>;
   MIRA_CUDA_TRY(allow_smem(kernel, bytes, "attention forward shared-memory attribute"));
   const dim3 grid((unsigned)(b * nh), (unsigned)((t + BR - 1) / BR));
-  kernel<<<grid, NT, bytes, s>>>(out, lse, out_copy, qkv, t, c, nh, (int)(c / nh), scale, drop, keep_scale);
+  kernel<<<grid, NT, bytes, s>>>(out, lse, qkv, t, c, nh, (int)(c / nh), scale, drop, keep_scale);
   return cuda_status_launch("attention flash forward kernel");
 }
 
@@ -520,28 +518,26 @@ CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const 
   const int64_t hd = c / nh;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
   float* lse = att;
-  float* out_copy = att + b * nh * t;
   const float ks = keep_scale_of(drop);
-  if (hd <= 32) return forward_tiles<32, 64, 64>(s, out, lse, out_copy, qkv, b, t, c, nh, scale, drop, ks);
-  if (hd <= 64) return forward_tiles<64, 64, 64>(s, out, lse, out_copy, qkv, b, t, c, nh, scale, drop, ks);
-  return forward_tiles<128, 32, 32>(s, out, lse, out_copy, qkv, b, t, c, nh, scale, drop, ks);
+  if (hd <= 32) return forward_tiles<32, 64, 64>(s, out, lse, qkv, b, t, c, nh, scale, drop, ks);
+  if (hd <= 64) return forward_tiles<64, 64, 64>(s, out, lse, qkv, b, t, c, nh, scale, drop, ks);
+  return forward_tiles<128, 32, 32>(s, out, lse, qkv, b, t, c, nh, scale, drop, ks);
 }
 
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
-                                   const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
+                                   const float* out, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop, bool bf16, __nv_bfloat16* ws16) {
   MIRA_CUDA_TRY(check_shape(b, t, c, nh));
   if (b == 0 || t == 0) return CudaStatus{};
   if (bf16) {
     MIRA_CUDA_TRY(check_workspace(ws16));
-    return cuda_attention_backward_bf16(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
+    return cuda_attention_backward_bf16(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
   }
   const int64_t hd = c / nh, rows = b * nh * t;
   const float scale = 1.0f / std::sqrt((float)hd);
   const float* lse = att;
-  const float* out_copy = att + rows;
   float* dsum = scratch;  // D = rowsum(dout * out) (B, H, T)
-  k_row_dot<<<grid_for(rows, NWARP), NT, 0, s>>>(dsum, dout, out_copy, rows, t, c, nh, (int)hd);
+  k_row_dot<<<grid_for(rows, NWARP), NT, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
   if (hd <= 32) return backward_tiles<32, 64, 64>(s, dqkv, dsum, dout, qkv, lse, b, t, c, nh, scale, drop, ks);

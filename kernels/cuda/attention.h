@@ -2,7 +2,7 @@
 // in device memory. Semantics of cpu_attention_forward/backward (kernels/cpu/attention.h): per
 // (batch, head) S = q k^T / sqrt(hd), keys j > i masked, P = softmax(S), optional dropout on P
 // (the same counter-based keep mask, recomputed from each element's index, never stored), out = P v.
-// The forward keeps the per-row logsumexp L of S and a copy of out; the backward recomputes P from
+// The forward keeps the per-row logsumexp L of S; the backward takes out as well and recomputes P from
 // q, k and L tile by tile. See attention.cu for the kernels and the gradient derivation.
 // Two operand precisions (bf16 below): false = the fp32 kernels of attention.cu (CUDA cores, the
 // parity mode); true = the tensor-core kernels of attention_bf16.cu, every matmul on bf16 operands
@@ -31,11 +31,10 @@ struct CudaDropout {
 // Largest head dimension C / H the kernels support (larger: cudaErrorInvalidValue, step says why).
 constexpr int64_t CUDA_ATTENTION_MAX_HEAD_DIM = 128;
 
-// Floats of the forward's saved state `att`: the logsumexp L (B, H, T) of each causal score row,
-// then a copy of out (B, T, C) (the backward needs rowsum(dout * out) and the Backend interface
-// does not pass out to it).
+// Floats of the forward's saved state `att`: the logsumexp L (B, H, T) of each causal score row.
 inline int64_t cuda_attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
-  return b * nh * t + b * t * c;
+  (void)c;
+  return b * nh * t;
 }
 // Floats of the scratch: D = rowsum(dout * out) (B, H, T), written and read by the backward only.
 inline int64_t cuda_attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) { return b * nh * t; }
@@ -51,10 +50,10 @@ CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const 
                                   int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false,
                                   __nv_bfloat16* ws16 = nullptr);
 
-// dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv and the forward's att; scratch
+// dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv, the forward's out (B, T, C) and att; scratch
 // (cuda_attention_scratch_floats); drop and bf16: the forward's; ws16 as the forward's.
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
-                                   const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
+                                   const float* out, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop, bool bf16 = false, __nv_bfloat16* ws16 = nullptr);
 
 // The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes and ws16 already checked,
@@ -62,7 +61,7 @@ CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, 
 CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, __nv_bfloat16* ws16,
                                        int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
-                                        int64_t c, int64_t nh, const CudaDropout& drop);
+                                        const float* qkv, const float* out, const float* att, __nv_bfloat16* ws16,
+                                        int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
 
 }  // namespace mira

@@ -20,8 +20,8 @@
 //    the key tiles up to the causal limit. Pass 1: S = scale q k^T, the exact row max m and row sum l
 //    (online, fp32). Pass 2: S again, P = exp(S - m) / l, Pd = z P rounded to bf16, O += Pd v. Two
 //    passes because the oracle rounds the normalised P: a one-pass (online-rescaled) kernel would
-//    round exp(S - m_running), a different value. Writes out, a copy of out and the row logsumexp
-//    L = m + log l (the saved state of attention.h).
+//    round exp(S - m_running), a different value. Writes out and the row logsumexp L = m + log l
+//    (the saved state of attention.h).
 //  - k_bf16_row_dot: D_i = sum_d bf16(dO_id) O_id (the oracle's D, attention.h).
 //  - k_bf16_backward_dkv: one block per (key tile, batch*head); walks the query tiles from the
 //    diagonal to T, 32 queries per register step: S^T = k q^T, dPd^T = v dO^T, P = exp(S - L),
@@ -200,10 +200,9 @@ __device__ inline void to_a_frags(uint32_t (&a)[KK][4], const float (&v)[2 * KK]
 }
 
 // Warp-level: the (16, D) accumulator into rows r0..r0+15 (those < t), columns < hd, of g
-// (leading dimension ld; g points at the head's column 0 of row 0); also into g2 when non-null.
+// (leading dimension ld; g points at the head's column 0 of row 0).
 template <int D>
-__device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, float* g2, int64_t ld, int64_t r0,
-                                  int64_t t, int hd) {
+__device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, int64_t ld, int64_t r0, int64_t t, int hd) {
   const int lane = threadIdx.x % WARP;
 #pragma unroll
   for (int dd = 0; dd < D / 8; ++dd)
@@ -213,7 +212,6 @@ __device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, float*
       const int col = 8 * dd + 2 * (lane % 4) + e % 2;
       if (r >= t || col >= hd) continue;
       g[r * ld + col] = acc[dd][e];
-      if (g2) g2[r * ld + col] = acc[dd][e];
     }
 }
 
@@ -236,7 +234,7 @@ __device__ inline int frag_col(int nt, int e) { return 8 * nt + 2 * (threadIdx.x
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_forward(float* out, float* lse, float* out_copy, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
+    k_bf16_forward(float* out, float* lse, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
                    int64_t tp, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
   using G = Geo<D>;
   extern __shared__ float4 smem4[];
@@ -339,7 +337,7 @@ __global__ void __launch_bounds__(NT)
   if (threadIdx.x % 4 == 0)
     for (int r = 0; r < 2; ++r)
       if (row[r] < t) lse[bh * t + row[r]] = m[r] + logf(l[r]);
-  write_rows<D>(o, out + bi * t * c + h * hd, out_copy + bi * t * c + h * hd, c, iw, t, hd);
+  write_rows<D>(o, out + bi * t * c + h * hd, c, iw, t, hd);
 }
 
 // D[bh*T + i] = sum_{d < hd} bf16(dout[bi, i, h*hd + d]) * o[bi, i, h*hd + d]; one warp per row.
@@ -474,8 +472,8 @@ __global__ void __launch_bounds__(NT)
     __syncthreads();  // reads of buffer n % 2 done before tile n + 2 streams into it
   }
   float* g = dqkv + bi * t * 3 * c + h * hd;
-  write_rows<D>(dk, g + c, nullptr, 3 * c, jw, t, hd);
-  write_rows<D>(dv, g + 2 * c, nullptr, 3 * c, jw, t, hd);
+  write_rows<D>(dk, g + c, 3 * c, jw, t, hd);
+  write_rows<D>(dv, g + 2 * c, 3 * c, jw, t, hd);
 }
 
 template <int D>
@@ -536,7 +534,7 @@ __global__ void __launch_bounds__(NT)
     }
     __syncthreads();  // reads of buffer n % 2 done before tile n + 2 streams into it
   }
-  write_rows<D>(dq, dqkv + bi * t * 3 * c + h * hd, nullptr, 3 * c, iw, t, hd);
+  write_rows<D>(dq, dqkv + bi * t * 3 * c + h * hd, 3 * c, iw, t, hd);
 }
 
 // q, k, v (and dout when non-null) into the padded bf16 heads of ws16.
@@ -562,23 +560,22 @@ CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, b
   auto kernel = k_bf16_forward<D>;
   MIRA_CUDA_TRY(allow_smem(kernel, Geo<D>::FWD, "attention bf16 forward shared-memory attribute"));
   const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
-  kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, att, att + b * nh * t, ws16, ws16 + per, ws16 + 2 * per, t, tp, c, nh,
+  kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, att, ws16, ws16 + per, ws16 + 2 * per, t, tp, c, nh,
                                        (int)hd, scale, drop, keep_scale_of(drop));
   return cuda_status_launch("attention bf16 forward kernel");
 }
 
 template <int D>
 CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
-                      const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
+                      const float* out, const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
                       const CudaDropout& drop) {
   using G = Geo<D>;
   const int64_t hd = c / nh, rows = b * nh * t, tp = padded_len(t);
   const float scale = 1.0f / std::sqrt((float)hd);
   const float* lse = att;
-  const float* out_copy = att + rows;
   float* dsum = scratch;
   MIRA_CUDA_TRY(pack_inputs<D>(s, ws16, qkv, dout, b, t, c, nh));
-  k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out_copy, rows, t, c, nh, (int)hd);
+  k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
   auto dkv = k_bf16_backward_dkv<D>;
@@ -610,12 +607,12 @@ CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, c
 }
 
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
-                                        int64_t c, int64_t nh, const CudaDropout& drop) {
+                                        const float* qkv, const float* out, const float* att, __nv_bfloat16* ws16,
+                                        int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
   switch (padded_head_dim(c / nh)) {
-    case 32: return backward_d<32>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
-    case 64: return backward_d<64>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
-    default: return backward_d<128>(s, dqkv, scratch, dout, qkv, att, ws16, b, t, c, nh, drop);
+    case 32: return backward_d<32>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
+    case 64: return backward_d<64>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
+    default: return backward_d<128>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
   }
 }
 

@@ -114,8 +114,8 @@ class Backend {
   // read by the backward of the same call pair (keep it untouched in between); `scratch` is
   // workspace of either pass (may be empty when the query gives 0). The CPU backend keeps the
   // (B, H, T, T) probabilities in att and uses a (B, H, T, T) scratch; the CUDA backend (flash-style
-  // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) and a copy of out
-  // (B, T, C) in att and the rows' rowsum(dout * out) (B, H, T) in scratch: no T x T matrix.
+  // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) in att and the rows'
+  // rowsum(dout * out) (B, H, T) in scratch: no T x T matrix.
   // prec: the matmul operand precision (AttentionPrecision); the sizes do not depend on it, and a
   // backward must get the precision of its forward. FP32 is the parity mode (fp32 CUDA kernels);
   // BF16 runs the CUDA tensor-core kernels (kernels/cuda/attention_bf16.cu) and the CPU's bf16 oracle.
@@ -123,10 +123,11 @@ class Backend {
   virtual int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
   virtual void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                                  DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) = 0;
-  // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv and the forward's att; drop: the forward's
-  // site (masks are regenerated from their indices, never stored).
-  virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) = 0;
+  // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv, the forward's out (B, T, C; unchanged since)
+  // and att; drop: the forward's site (masks are regenerated from their indices, never stored).
+  virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att,
+                                  int64_t b, int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
+                                  AttentionPrecision prec) = 0;
   // out (B*T, C) = wte[ids] + wpe[position].
   virtual void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) = 0;
   virtual void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) = 0;  // y (N, M) = bias per row

@@ -230,8 +230,8 @@ void check_attention(Checker& k, const BackendCheckShape& sh) {
     });
     k.compare("attention_forward" + tag, {out});
     both(k, [&](Backend& be, int s) {
-      be.attention_backward(side(dqkv, s), side(scr, s), side(dout, s), side(qkv, s), side(att, s), b, t, c, nh, drop,
-                            prec);
+      be.attention_backward(side(dqkv, s), side(scr, s), side(dout, s), side(qkv, s), side(out, s), side(att, s), b, t,
+                            c, nh, drop, prec);
     });
     k.compare("attention_backward" + tag, {dqkv});
   }

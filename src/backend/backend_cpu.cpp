@@ -93,8 +93,9 @@ class CpuBackend final : public Backend {
     cpu_attention_forward<float>(P(out), P(att), P(qkv), b, t, c, nh, P(scratch), key(drop),
                                  prec == AttentionPrecision::BF16);
   }
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                          int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
+  // out is not needed: att holds the probabilities.
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat /*out*/, DFloat att, int64_t b,
+                          int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
     cpu_attention_backward<float>(P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh, key(drop),
                                   prec == AttentionPrecision::BF16);
   }

@@ -153,8 +153,8 @@ class CudaBackend final : public Backend {
   void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override {
     MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x), n));
   }
-  // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T) + a copy of out
-  // (B, T, C); scratch = rowsum(dout * out) (B, H, T), used by the backward only. prec FP32: the fp32
+  // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T); scratch =
+  // rowsum(dout * out) (B, H, T), used by the backward only (which reads out). prec FP32: the fp32
   // kernels (attention.cu); BF16: the tensor-core kernels (attention_bf16.cu), same state sizes, plus
   // padded bf16 copies of q, k, v, dout in the bf16 workspace (not kept between calls).
   int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
@@ -170,14 +170,15 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop), bf16,
                                          bf16 ? bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh)) : nullptr));
   }
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                          int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att, int64_t b,
+                          int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
     check_attention(dout, att, qkv, b, t, c, nh);
+    MIRA_CHECK(out.size() >= b * t * c, "attention_backward: out smaller than (B, T, C)");
     MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
     MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
                "attention_backward: scratch smaller than attention_scratch_floats");
     const bool bf16 = prec == AttentionPrecision::BF16;
-    MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh,
+    MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(out), P(att), b, t, c, nh,
                                           site(drop), bf16,
                                           bf16 ? bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh)) : nullptr));
   }

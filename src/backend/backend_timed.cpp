@@ -72,10 +72,11 @@ void TimedBackend::attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t
                                      DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) {
   MIRA_TIMED("attention_forward", inner_->attention_forward(out, att, qkv, b, t, c, nh, scratch, drop, prec));
 }
-void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b,
-                                      int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
+void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att,
+                                      int64_t b, int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
                                       AttentionPrecision prec) {
-  MIRA_TIMED("attention_backward", inner_->attention_backward(dqkv, scratch, dout, qkv, att, b, t, c, nh, drop, prec));
+  MIRA_TIMED("attention_backward",
+             inner_->attention_backward(dqkv, scratch, dout, qkv, out, att, b, t, c, nh, drop, prec));
 }
 void TimedBackend::embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) {
   MIRA_TIMED("embedding_forward", inner_->embedding_forward(out, ids, wte, wpe, b, t, c));

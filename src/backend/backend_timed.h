@@ -57,8 +57,8 @@ class TimedBackend : public Backend {
   }
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                          DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) override;
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat att, int64_t b, int64_t t,
-                          int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override;
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att, int64_t b,
+                          int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override;
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override;
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override;
   void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,

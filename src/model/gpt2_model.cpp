@@ -412,7 +412,7 @@ void Gpt2Model::backward(int64_t b, int64_t t, bool dropout, const StepContext& 
     // Attention branch: resid_mid = resid[l] + drop(c_proj(attn(c_attn(ln_1(resid[l])))))
     linear_backward(a.datty, branch_grad(dr1), p.atty, W.proj_w, G.proj_w, G.proj_b, N, C, C, l,
                     LoraModule::ATTN_C_PROJ, dropout, true);
-    be_.attention_backward(a.dqkv, a.datt, a.datty, p.qkv, p.att, b, t, C, H, da, attention_precision());
+    be_.attention_backward(a.dqkv, a.datt, a.datty, p.qkv, p.atty, p.att, b, t, C, H, da, attention_precision());
     // Below layer 0's c_attn only the embeddings remain: LoRA training gives them no gradient.
     const bool need_dx = l > 0 || full;
     linear_backward(a.dtmp, a.dqkv, p.ln1, W.attn_w, G.attn_w, G.attn_b, N, C, 3 * C, l, LoraModule::C_ATTN, dropout,

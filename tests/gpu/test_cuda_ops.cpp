@@ -190,8 +190,8 @@ TEST_P(CudaAttention, ForwardBackward) {
   // give errors of the size of a probability.
   expect_close(out, 2e-5, 1e-4, "attention out");
   Twin dout = f32(random_vec(b * t * c, 61)), dqkv = f32(random_vec(b * t * 3 * c, 62));  // overwritten
-  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, att.c, b, t, c, nh, drop, AttentionPrecision::FP32);
-  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, att.g, b, t, c, nh, drop, AttentionPrecision::FP32);
+  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, out.c, att.c, b, t, c, nh, drop, AttentionPrecision::FP32);
+  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, out.g, att.g, b, t, c, nh, drop, AttentionPrecision::FP32);
   // Chains of two products on the probabilities above and the softmax backward (D = rowsum(dO O) on
   // the GPU, sum_j P dP on the CPU: equal up to rounding); relative error with an absolute floor for
   // the near-cancelling entries.
@@ -239,13 +239,14 @@ TEST_P(CudaAttentionBf16, MatchesCpuBf16Oracle) {
   gpu_->attention_forward(out.g, att.g, qkv.g, b, t, c, nh, scratch.g, drop, BF);
   const std::vector<float> out_cpu = host_cpu(out), out_gpu = host_gpu(out);
   Twin dout = f32(random_vec(b * t * c, 81)), dqkv = f32(random_vec(b * t * 3 * c, 82));  // overwritten
-  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, att.c, b, t, c, nh, drop, BF);
-  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, att.g, b, t, c, nh, drop, BF);
+  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, out.c, att.c, b, t, c, nh, drop, BF);
+  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, out.g, att.g, b, t, c, nh, drop, BF);
   const std::vector<float> dqkv_cpu = host_cpu(dqkv), dqkv_gpu = host_gpu(dqkv);
   // The fp32 CPU result: how far the bf16 roundings move the result (about 2^-9 relative).
   Twin out32 = zeros(b * t * c), dqkv32 = zeros(b * t * 3 * c);
   cpu_->attention_forward(out32.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop, AttentionPrecision::FP32);
-  cpu_->attention_backward(dqkv32.c, scratch.c, dout.c, qkv.c, att.c, b, t, c, nh, drop, AttentionPrecision::FP32);
+  cpu_->attention_backward(dqkv32.c, scratch.c, dout.c, qkv.c, out32.c, att.c, b, t, c, nh, drop,
+                           AttentionPrecision::FP32);
   const double e_out = rel_err(out_gpu, out_cpu), e_dqkv = rel_err(dqkv_gpu, dqkv_cpu);
   const double s_out = rel_err(host_cpu(out32), out_cpu), s_dqkv = rel_err(host_cpu(dqkv32), dqkv_cpu);
   std::printf("[ compare  ] bf16 attention: out %.3g (bf16 vs fp32 %.3g), dqkv %.3g (bf16 vs fp32 %.3g)\n", e_out,
@@ -300,7 +301,7 @@ TEST_F(CudaVsCpu, DISABLED_AttentionTimingGpt2) {
     for (int pass = 0; pass < 2; ++pass) {
       auto call = [&] {
         if (pass == 0) gpu_->attention_forward(out, att, qkv, b, t, c, nh, scr, drop, prec);
-        else gpu_->attention_backward(dqkv, scr, dout, qkv, att, b, t, c, nh, drop, prec);
+        else gpu_->attention_backward(dqkv, scr, dout, qkv, out, att, b, t, c, nh, drop, prec);
       };
       call(), call(), sync();
       const auto t0 = std::chrono::steady_clock::now();
