@@ -49,6 +49,7 @@
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/lm_head_ce.h"
 #include "kernels/cuda/reduce.h"
+#include "kernels/cuda/skinny_gemm.h"
 #include "runtime/devices.h"
 #include "runtime/rng.h"
 
@@ -490,6 +491,83 @@ void bench_attention(Lab& L) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// The LoRA products as the CUDA backend runs them (skinny_gemm.h) with the LoRA-input dropout (p 0.05)
+// fused as a packed keep mask (SkinnyMask), next to the composition the model ran before session 5
+// (cuda_dropout into a buffer, then the plain skinny kernel; for the input gradient the product into
+// a buffer, then a dropout-accumulate pass), at r 16 and both LoRA input widths of the default
+// targets (C: c_attn, attn.c_proj; 4C: mlp.c_proj). Check: fused == composed bitwise (the same
+// kernel reads the same values in the same order); the composition is the CPU-checked path
+// (tests/gpu). GB/s from the fused kernel's minimum traffic (the mask is 1/32 of its input).
+
+void bench_lora(Lab& L) {
+  if (!group_selected(L, "lora_")) return;
+  const int64_t n = L.N, r = L.R;
+  const float p = 0.05f, ks = 1.0f / (1.0f - p);
+  const uint32_t thr = dropout_threshold(p);
+  const uint64_t stream = 99, base = 1ull << 40;
+  for (const int64_t in : {L.C, 4 * L.C}) {
+    const std::string shape = "N" + std::to_string(n) + " in" + std::to_string(in) + " r" + std::to_string(r);
+    const std::string tag = in == L.C ? "_c" : "_4c";
+    Dev<float> x(rnd((size_t)(n * in), 61, -1, 1)), a(rnd((size_t)(r * in), 62, -0.1f, 0.1f)),
+        du(rnd((size_t)(n * r), 63, -1, 1)), u((size_t)(n * r)), ga((size_t)(r * in)), dx((size_t)(n * in)),
+        xd((size_t)(n * in)), ref_u((size_t)(n * r)), ref_ga((size_t)(r * in)), ref_dx((size_t)(n * in));
+    Dev<uint32_t> bits((size_t)((n * in + 31) / 32));
+    Dev<float> part((size_t)std::max<int64_t>(1, cuda_skinny_gemm_scratch(true, false, r, in, n)));
+    OK(cuda_dropout_mask(L.s, bits.p, n * in, thr, stream, base));
+    const SkinnyMask ma{bits.p, ks, SkinnyMask::A}, mb{bits.p, ks, SkinnyMask::B},
+        macc{bits.p, ks, SkinnyMask::ACCUMULATE};
+    auto fused_down = [&] { OK(cuda_skinny_gemm(L.s, false, true, n, r, in, 1, x.p, in, a.p, in, 0, u.p, r, nullptr, ma)); };
+    auto composed_down = [&] {
+      OK(cuda_dropout(L.s, xd.p, x.p, n * in, p, thr, stream, base, false));
+      OK(cuda_skinny_gemm(L.s, false, true, n, r, in, 1, xd.p, in, a.p, in, 0, ref_u.p, r, nullptr));
+    };
+    auto fused_grad = [&] {
+      OK(cuda_skinny_gemm(L.s, true, false, r, in, n, 1, du.p, r, x.p, in, 0, ga.p, in, part.p, mb));
+    };
+    auto composed_grad = [&] {
+      OK(cuda_dropout(L.s, xd.p, x.p, n * in, p, thr, stream, base, false));
+      OK(cuda_skinny_gemm(L.s, true, false, r, in, n, 1, du.p, r, xd.p, in, 0, ref_ga.p, in, part.p));
+    };
+    auto fused_input = [&] {
+      OK(cuda_skinny_gemm(L.s, false, false, n, in, r, 1, du.p, r, a.p, in, 1, dx.p, in, nullptr, macc));
+    };
+    auto composed_input = [&] {  // xd as the product buffer
+      OK(cuda_skinny_gemm(L.s, false, false, n, in, r, 1, du.p, r, a.p, in, 0, xd.p, in, nullptr));
+      OK(cuda_dropout(L.s, ref_dx.p, xd.p, n * in, p, thr, stream, base, true));
+    };
+    struct Op {
+      std::string name;
+      std::function<void()> fused, composed;
+      Dev<float>*got, *ref;
+      double bytes;  // the fused kernel's minimum traffic
+    };
+    const double mask_b = (double)(n * in) / 8;
+    const Op ops[] = {
+        {"lora_down_masked" + tag, fused_down, composed_down, &u, &ref_u, 4.0 * (n * in + r * in + n * r) + mask_b},
+        {"lora_down_grad_masked" + tag, fused_grad, composed_grad, &ga, &ref_ga,
+         4.0 * (n * in + n * r + r * in) + mask_b},
+        {"lora_input_grad_masked" + tag, fused_input, composed_input, &dx, &ref_dx,
+         4.0 * (2 * n * in + n * r + r * in) + mask_b},
+    };
+    for (const Op& op : ops) {
+      if (!selected(L, op.name)) continue;
+      op.got->up(std::vector<float>((size_t)op.got->n, 0.5f));  // dx starts equal on both sides
+      op.ref->up(std::vector<float>((size_t)op.ref->n, 0.5f));
+      op.fused();
+      op.composed();
+      const std::vector<float> got = op.got->down(), ref = op.ref->down();
+      Check ck;
+      ck.note("fused == dropout then the plain skinny kernel, bitwise");
+      compare(ck, op.name, ref.data(), got.data(), ref.size(), 0, 0);
+      const Timing tf = time_it(L, op.fused), tc = time_it(L, op.composed);
+      std::fprintf(stderr, "  %s: fused %.4f ms, dropout + plain kernel %.4f ms (%.2fx)\n", op.name.c_str(), tf.med_ms,
+                   tc.med_ms, tc.med_ms / tf.med_ms);
+      emit(L, op.name, shape + " p0.05 (composed: " + num(tc.med_ms, "%.4f") + " ms)", tf, op.bytes, 0, ck);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
 // Embeddings and element-wise ops: the same float operations in the same order as the CPU
 // (kernels/cuda/elementwise.h), so every one is checked for bitwise equality (tolerance 0).
 
@@ -728,7 +806,9 @@ const GemmCase GEMMS[] = {
 const char* const KERNELS[] = {"gemm_c_attn_fwd", "gemm_attn_proj_fwd", "gemm_c_fc_fwd", "gemm_mlp_proj_fwd",
                                "gemm_c_attn_bwd_dx", "gemm_mlp_proj_bwd_dx", "gemm_lora_a_fwd", "gemm_lora_b_fwd",
                                "layernorm_fwd", "layernorm_bwd", "layernorm_bwd_params", "gelu_fwd", "gelu_bwd",
-                               "attention_fwd", "attention_bwd", "attention_bf16_fwd", "attention_bf16_bwd", "embedding_fwd", "embedding_bwd", "bias_broadcast",
+                               "attention_fwd", "attention_bwd", "attention_bf16_fwd", "attention_bf16_bwd",
+                               "lora_down_masked_c", "lora_down_grad_masked_c", "lora_input_grad_masked_c",
+                               "lora_down_masked_4c", "lora_down_grad_masked_4c", "lora_input_grad_masked_4c", "embedding_fwd", "embedding_bwd", "bias_broadcast",
                                "add", "scale", "dropout", "colsum", "lm_head_ce", "adam_lora", "sum_squares_lora",
                                "adam_full", "sum_squares_full"};
 
@@ -775,6 +855,7 @@ int run(int argc, char** argv) {
   if (group_selected(L, "layernorm")) bench_layernorm(L);
   if (group_selected(L, "gelu")) bench_gelu(L);
   if (group_selected(L, "attention")) bench_attention(L);
+  bench_lora(L);
   bench_elementwise(L);
   if (selected(L, "lm_head_ce")) bench_lm_head(L);
   bench_optim(L);
