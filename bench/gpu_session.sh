@@ -16,6 +16,7 @@
 #   ncu.csv, ncu_top.txt         one step under Nsight Compute, per kernel (bench/ncu_top.py; skipped
 #                                with exit 77 where the machine has no ncu)
 #   exchange_device.jsonl / .log bench/run.sh exchange_device    (NCCL / staged / host MPI)
+#   signal_stop.txt              bench/signal_stop_check.sh: a cuda run stops on SIGUSR1 (or where it hangs)
 #   summary.txt                  one line per step: exit code (124 = cut by its limit), seconds
 # and a digest of all of it on stdout at the end (the device tool returns only a few files).
 # usage: bench/gpu_session.sh [--budget 570] [--bin DIR] [--out DIR]
@@ -123,11 +124,19 @@ step ncu 120 "$out/ncu_top.txt" "$out/ncu.err" bash -c '[ -n "$1" ] || { echo "n
   "$(find_bin train_gpu_main)" "$out" "$MIRA_PY" "$here"
 step exchange_device 90 "$out/exchange_device.jsonl" "$out/exchange_device.log" \
   bash "$here/run.sh" exchange_device --ranks "1 2 4" --budget 0.2
+# Session 4's open question: does a cuda run stop on SIGUSR1 (on cpu and the emulator it does)?
+step signal_stop 45 "$out/signal_stop.txt" "$out/signal_stop.txt.err" \
+  bash "$here/signal_stop_check.sh" mpirun "$(find_bin mira_hpc)" cuda
 echo "total $((SECONDS - start)) s of $budget" | tee -a "$out/summary.txt" >&2
 # A digest on stdout (the device tool returns the output's tail and only a few files).
 {
   echo "== summary"; cat "$out/summary.txt"
   echo "== test_gpu"; grep -E "^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]+ test" "$out/test_gpu.txt" 2>/dev/null | head -20
+  echo "== kernels (session 5's: bf16 attention, fused LoRA dropout)"
+  grep -E '"kernel":"(attention|lora_)' "$out/kernels.jsonl" 2>/dev/null |
+    sed -E 's/.*"kernel":"([^"]*)".*"value":([^,]*),"unit":"([^"]*)".*"ratio":([^,]*),"ms":([^,]*).*"check":"([^"]*)".*"config":"[^"]*"\}?.*/\1 \2 \3 ratio \4 ms \5 check \6/'
+  grep -E "fused .* ms, dropout" "$out/kernels.log" 2>/dev/null | head -6
+  echo "== signal_stop"; tail -3 "$out/signal_stop.txt" 2>/dev/null
   echo "== train_gpu"; cut -c1-160 "$out/train_gpu.jsonl" 2>/dev/null | grep -E "tokens_per_s|ms_per_step|mfu_lora|mem" | head -12
   echo "== profile"; grep -E "^family" "$out/profile.txt" 2>/dev/null; cut -c1-160 "$out/profile.json" 2>/dev/null
   echo "== ncu"; head -22 "$out/ncu_top.txt" 2>/dev/null | cut -c1-150

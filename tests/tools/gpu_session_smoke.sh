@@ -14,7 +14,7 @@ cat "$out/summary.txt"
 fail=0
 [ "$rc" -eq 0 ] || { echo "FAIL: gpu_session.sh exited $rc"; tail -30 "$out/session.log"; fail=1; }
 steps="test_gpu train_cpu_vs_cuda backend_choice gpu_mpi_nccl_np1 gpu_mpi_staged_np1 gpu_mpi_staged_np2
-       gpu_mpi_staged_np3 gpu_mpi_staged_np4 kernels train_gpu exchange_device"
+       gpu_mpi_staged_np3 gpu_mpi_staged_np4 kernels train_gpu exchange_device signal_stop"
 for s in $steps; do
   grep -qE "^$s: exit (0|77 \(skipped: no GPU\)) in [0-9]+ s$" "$out/summary.txt" ||
     { echo "FAIL: no clean summary line for step $s"; fail=1; }
