@@ -28,7 +28,8 @@
 //    dS = P (z dPd - D) scale, then dV += bf16(Pd)^T bf16(dO) and dK += bf16(dS)^T bf16(q).
 //  - k_bf16_backward_dq: one block per (query tile, batch*head); walks the key tiles up to the
 //    causal limit, 32 keys per register step: S, dPd, dS as above, dQ += bf16(dS) bf16(k).
-// n-tiles (8 keys or queries) that lie wholly outside the causal triangle or past T are skipped.
+// n-tiles (8 keys or queries) that lie wholly outside the causal triangle or past T are skipped;
+// register tiles wholly below the diagonal (all rows < T) skip the per-element mask tests (MASK).
 // Deterministic: fixed tile orders, fixed in-fragment sums, no atomics.
 // Shared memory: the forward 5 tiles (q, k x2, v x2), the backward 6 (+ 1 KB of row values); a tile
 // is (64, D + 8) bf16: D = 64: 46 / 56 KB; D = 128: 85 / 103 KB (opted in with cudaFuncSetAttribute).
@@ -232,6 +233,66 @@ struct KeepCache {
 __device__ inline int frag_row(int e) { return (threadIdx.x % WARP) / 4 + 8 * (e / 2); }
 __device__ inline int frag_col(int nt, int e) { return 8 * nt + 2 * (threadIdx.x % 4) + e % 2; }
 
+// Whether query i sees key j (causal, inside the sequence). MASK = false: the caller knows the whole
+// register tile is visible (a tile below the diagonal, all rows < t), so no element is tested.
+template <bool MASK>
+__device__ inline bool visible(int64_t i, int64_t j, int64_t t) {
+  return !MASK || (i < t && j <= i);
+}
+
+// The forward's pass 1 on one key tile: the online row max m and row sum l of exp(S scale - m) of
+// the lane's two rows (row[r]), over the tile's visible scores s (C fragments, unscaled).
+template <bool MASK>
+__device__ inline void online_max_sum(const float (&s)[8][4], const int64_t (&row)[2], int64_t j0, int64_t t,
+                                      float scale, float (&m)[2], float (&l)[2]) {
+  float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (visible<MASK>(row[e / 2], j0 + frag_col(nt, e), t)) mt[e / 2] = fmaxf(mt[e / 2], s[nt][e] * scale);
+  float ps[2] = {0.0f, 0.0f}, m_new[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
+    mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
+    m_new[r] = fmaxf(m[r], mt[r]);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (visible<MASK>(row[e / 2], j0 + frag_col(nt, e), t)) ps[e / 2] += expf(s[nt][e] * scale - m_new[e / 2]);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 1);
+    ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 2);
+    l[r] = (m[r] == -INFINITY ? 0.0f : l[r] * expf(m[r] - m_new[r])) + ps[r];
+    m[r] = m_new[r];
+  }
+}
+
+// The forward's pass 2 on one key tile: s := Pd = z exp(S scale - m) / l (0 where not visible).
+template <bool MASK>
+__device__ inline void dropped_probabilities(float (&s)[8][4], const int64_t (&row)[2], int64_t j0, int64_t t,
+                                             float scale, const float (&m)[2], const float (&inv_l)[2],
+                                             const CudaDropout& drop, float keep_scale, int64_t bh) {
+  const bool dropping = drop.p > 0.0f;
+  KeepCache kc[2];
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
+      float p = 0.0f;
+      if (visible<MASK>(i, j, t)) {
+        p = expf(s[nt][e] * scale - m[e / 2]) * inv_l[e / 2];  // as the CPU: exp(S - max) * (1 / sum)
+        if (dropping) p *= kc[e / 2].factor(drop, keep_scale, bh, t, i, j);
+      }
+      s[nt][e] = p;
+    }
+}
+
 template <int D>
 __global__ void __launch_bounds__(NT)
     k_bf16_forward(float* out, float* lse, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
@@ -249,7 +310,6 @@ __global__ void __launch_bounds__(NT)
   const int64_t i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * BR;  // the longest (last) tiles start first
   const int64_t iw = i0 + 16 * warp;                               // this warp's first row
   const bf16 *qg = q16 + bh * tp * D, *kg = k16 + bh * tp * D, *vg = v16 + bh * tp * D;
-  const bool dropping = drop.p > 0.0f;
   const int64_t kend = i0 + BR < t ? i0 + BR : t;  // keys [0, kend) are visible to some row of the tile
   const int ntile = (int)((kend + BC - 1) / BC);
   const int steps = 2 * ntile;  // pass 1 over the k tiles, then pass 2 over the k and v tiles
@@ -281,50 +341,18 @@ __global__ void __launch_bounds__(NT)
       const int nn_end = (int)((iw + 15 - j0) / 8 + 1 < 8 ? (iw + 15 - j0) / 8 + 1 : 8);
       float s[8][4];
       product_abt<D, 8>(s, qa, Ks(st & 1), 0, nn_end);
+      // warp-uniform: the whole (16, 64) tile lies below the diagonal, every row < t: no masking
+      const bool full = j0 + BC - 1 <= iw && iw + 15 < t;
       if (st < ntile) {  // pass 1: online row max and row sum
-        float mt[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
-            if (i < t && j <= i) mt[e / 2] = fmaxf(mt[e / 2], s[nt][e] * scale);
-          }
-        float ps[2] = {0.0f, 0.0f}, m_new[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
-          mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
-          m_new[r] = fmaxf(m[r], mt[r]);
-        }
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
-            if (i < t && j <= i) ps[e / 2] += expf(s[nt][e] * scale - m_new[e / 2]);
-          }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 1);
-          ps[r] += __shfl_xor_sync(0xffffffffu, ps[r], 2);
-          l[r] = (m[r] == -INFINITY ? 0.0f : l[r] * expf(m[r] - m_new[r])) + ps[r];
-          m[r] = m_new[r];
-        }
+        if (full)
+          online_max_sum<false>(s, row, j0, t, scale, m, l);
+        else
+          online_max_sum<true>(s, row, j0, t, scale, m, l);
       } else {  // pass 2: Pd = z exp(S - m) / l in bf16, O += Pd v
-        KeepCache kc[2];
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t i = row[e / 2], j = j0 + frag_col(nt, e);
-            float p = 0.0f;
-            if (i < t && j <= i) {
-              p = expf(s[nt][e] * scale - m[e / 2]) * inv_l[e / 2];  // as the CPU: exp(S - max) * (1 / sum)
-              if (dropping) p *= kc[e / 2].factor(drop, keep_scale, bh, t, i, j);
-            }
-            s[nt][e] = p;
-          }
+        if (full)
+          dropped_probabilities<false>(s, row, j0, t, scale, m, inv_l, drop, keep_scale, bh);
+        else
+          dropped_probabilities<true>(s, row, j0, t, scale, m, inv_l, drop, keep_scale, bh);
         uint32_t pa[4][4];
         to_a_frags<4>(pa, s);
         product_add_av<D, 4>(o, pa, Vs(st & 1), 0, (nn_end + 1) / 2);
@@ -369,7 +397,7 @@ __device__ inline HeadInputs16 head_inputs(const bf16* ws16, int64_t bnh, int64_
 // dS = P (z dPd - D) scale (the dQ kernel ignores pda: the compiler drops its packing). TRANSPOSED (dK/dV): rows are keys r0.., columns queries c0..; else
 // rows are queries r0.., columns keys c0... Lv, Dv: L and D of the step's query for each fragment
 // element (per row when not TRANSPOSED, per column when TRANSPOSED).
-template <bool TRANSPOSED>
+template <bool TRANSPOSED, bool MASK>
 __device__ inline void step_grads(uint32_t (&pda)[STEP / 16][4], uint32_t (&dsa)[STEP / 16][4], float (&s)[STEP / 8][4],
                                   float (&dp)[STEP / 8][4], const float* Lq, const float* Dq, int64_t r0, int64_t c0,
                                   int64_t t, int64_t bh, float scale, const CudaDropout& drop, float keep_scale) {
@@ -383,7 +411,7 @@ __device__ inline void step_grads(uint32_t (&pda)[STEP / 16][4], uint32_t (&dsa)
       const int64_t i = TRANSPOSED ? c0 + b : r0 + a, j = TRANSPOSED ? r0 + a : c0 + b;
       const int qi = TRANSPOSED ? b : a;  // the query's index in Lq, Dq
       float pd = 0.0f, ds = 0.0f;
-      if (i < t && j <= i) {
+      if (visible<MASK>(i, j, t)) {
         const float p = expf(s[nt][e] * scale - Lq[qi]);
         const float z = dropping ? kc[e / 2].factor(drop, keep_scale, bh, t, i, j) : 1.0f;
         pd = p * z;
@@ -463,8 +491,13 @@ __global__ void __launch_bounds__(NT)
       if (!CACHE_KV) load_a_frags<D>(ka, Vs, 16 * warp);             // (ka holds v's rows now)
       product_abt<D, STEP / 8>(dpt, CACHE_KV ? va : ka, dOs(b), hh * STEP, nn_end);  // dPd^T = v dO^T
       uint32_t pda[STEP / 16][4], dsa[STEP / 16][4];
-      step_grads<true>(pda, dsa, st, dpt, Ls(b) + hh * STEP, Ds(b) + hh * STEP, jw, ih, t, bh, scale, drop,
-                       keep_scale);
+      // warp-uniform: every query of the step is < t and after every key of the warp: no masking
+      if (ih + STEP - 1 < t && jw + 15 <= ih)
+        step_grads<true, false>(pda, dsa, st, dpt, Ls(b) + hh * STEP, Ds(b) + hh * STEP, jw, ih, t, bh, scale, drop,
+                                keep_scale);
+      else
+        step_grads<true, true>(pda, dsa, st, dpt, Ls(b) + hh * STEP, Ds(b) + hh * STEP, jw, ih, t, bh, scale, drop,
+                               keep_scale);
       product_add_av<D, STEP / 16>(dv, pda, dOs(b), hh * STEP, (nn_end + 1) / 2);  // dV += bf16(Pd)^T bf16(dO)
       product_add_av<D, STEP / 16>(dk, dsa, Qs(b), hh * STEP, (nn_end + 1) / 2);   // dK += bf16(dS)^T bf16(q)
     }
@@ -527,8 +560,13 @@ __global__ void __launch_bounds__(NT)
         product_abt<D, STEP / 8>(s, qa, Ks(n & 1), hh * STEP, nn_end);    // S = q k^T
         product_abt<D, STEP / 8>(dp, doa, Vs(n & 1), hh * STEP, nn_end);  // dPd = dO v^T
         uint32_t pda[STEP / 16][4], dsa[STEP / 16][4];
-        step_grads<false>(pda, dsa, s, dp, Ls + 16 * warp, Ds + 16 * warp, iw, jh, t, bh, scale, drop,
-                          keep_scale);
+        // warp-uniform: the warp's rows are < t and after every key of the step: no masking
+        if (iw + 15 < t && jh + STEP - 1 <= iw)
+          step_grads<false, false>(pda, dsa, s, dp, Ls + 16 * warp, Ds + 16 * warp, iw, jh, t, bh, scale, drop,
+                                   keep_scale);
+        else
+          step_grads<false, true>(pda, dsa, s, dp, Ls + 16 * warp, Ds + 16 * warp, iw, jh, t, bh, scale, drop,
+                                  keep_scale);
         product_add_av<D, STEP / 16>(dq, dsa, Ks(n & 1), hh * STEP, (nn_end + 1) / 2);  // dQ += bf16(dS) bf16(k)
       }
     }
