@@ -462,31 +462,34 @@ void bench_attention(Lab& L) {
   // first), 7 backward, on tensor cores.
   if (!group_selected(L, "attention_bf16")) return;
   Dev<__nv_bfloat16> ws16((size_t)cuda_attention_bf16_workspace(b, t, c, nh));
+  Dev<float> att16((size_t)cuda_attention_saved_floats(b, t, c, nh, true));  // + the packed q, k, v
   cpu_attention_forward<float>(rout.data(), ratt.data(), hqkv.data(), b, t, c, nh, rscr.data(), nodrop, true);
-  OK(cuda_attention_forward(L.s, out.p, att.p, qkv.p, b, t, c, nh, drop, true, ws16.p));
+  OK(cuda_attention_forward(L.s, out.p, att16.p, qkv.p, b, t, c, nh, drop, true));
   if (selected(L, "attention_bf16_fwd")) {
     Check ck;
     ck.note("out |d| <= 3e-4 max|ref| vs the CPU bf16 oracle");
     compare(ck, "attention bf16 out", rout.data(), out.down().data(), rout.size(), 3e-4 * max_abs(rout), 0);
     const Timing tm =
-        time_it(L, [&] { OK(cuda_attention_forward(L.s, out.p, att.p, qkv.p, b, t, c, nh, drop, true, ws16.p)); });
-    // qkv read and packed to bf16 (written and read once more), out and the logsumexp written.
+        time_it(L, [&] { OK(cuda_attention_forward(L.s, out.p, att16.p, qkv.p, b, t, c, nh, drop, true)); });
+    // qkv read and packed to bf16 into the saved state (written, read once more), out and the logsumexp written.
     emit(L, "attention_bf16_fwd", shape, tm,
          4.0 * (double)(b * t * 3 * c + b * t * c + b * nh * t) + 2.0 * 2 * (double)(b * t * 3 * c), 3 * fl, ck, true);
   }
   if (selected(L, "attention_bf16_bwd")) {
     cpu_attention_backward<float>(rdqkv.data(), rscr.data(), hdout.data(), hqkv.data(), ratt.data(), b, t, c, nh, nodrop,
                                   true);
-    OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, out.p, att.p, b, t, c, nh, drop, true, ws16.p));
+    OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, out.p, att16.p, b, t, c, nh, drop, true, ws16.p));
     Check ck;
     ck.note("dqkv |d| <= 1e-3 max|ref| + 1e-3 |ref| vs the CPU bf16 oracle");
     compare(ck, "attention bf16 dqkv", rdqkv.data(), dqkv.down().data(), rdqkv.size(), 1e-3 * max_abs(rdqkv), 1e-3);
     const Timing tm = time_it(L, [&] {
-      OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, out.p, att.p, b, t, c, nh, drop, true, ws16.p));
+      OK(cuda_attention_backward(L.s, dqkv.p, scr.p, dout.p, qkv.p, out.p, att16.p, b, t, c, nh, drop, true, ws16.p));
     });
+    // dout read twice (row-dot, packing), out read, dqkv written, L and D; the packed q, k, v read, the
+    // packed dout written and read (bf16).
     emit(L, "attention_bf16_bwd", shape, tm,
-         4.0 * (double)(2 * b * t * c + 2 * b * t * 3 * c + 2 * b * nh * t) + 2.0 * 2 * (double)(b * t * 4 * c), 7 * fl,
-         ck, true);
+         4.0 * (double)(3 * b * t * c + b * t * 3 * c + 2 * b * nh * t) + 2.0 * (double)(b * t * 3 * c + 2 * b * t * c),
+         7 * fl, ck, true);
   }
 }
 

@@ -467,10 +467,10 @@ CudaStatus check_shape(int64_t b, int64_t t, int64_t c, int64_t nh) {
   return CudaStatus{};
 }
 
-// The bf16 mode's workspace: present and 16-byte aligned (its tiles are copied in 16-byte chunks).
-CudaStatus check_workspace(const __nv_bfloat16* ws16) {
-  if (!ws16 || !aligned16(ws16))
-    return invalid("attention bf16: the workspace (cuda_attention_bf16_workspace) is missing or not 16-byte aligned");
+// The bf16 mode's packed heads (in att and the workspace): present and 16-byte aligned (their tiles
+// are copied in 16-byte chunks).
+CudaStatus check_aligned(const void* p, const char* why) {
+  if (!p || !aligned16(p)) return invalid(why);
   return CudaStatus{};
 }
 
@@ -508,12 +508,12 @@ CudaStatus backward_tiles(cudaStream_t s, float* dqkv, const float* dsum, const 
 }  // namespace
 
 CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16, __nv_bfloat16* ws16) {
+                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16) {
   MIRA_CUDA_TRY(check_shape(b, t, c, nh));
   if (b == 0 || t == 0) return CudaStatus{};
   if (bf16) {  // attention_bf16.cu
-    MIRA_CUDA_TRY(check_workspace(ws16));
-    return cuda_attention_forward_bf16(s, out, att, qkv, ws16, b, t, c, nh, drop);
+    MIRA_CUDA_TRY(check_aligned(att, "attention bf16: the saved state att is not 16-byte aligned"));
+    return cuda_attention_forward_bf16(s, out, att, qkv, b, t, c, nh, drop);
   }
   const int64_t hd = c / nh;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
@@ -530,8 +530,10 @@ CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, 
   MIRA_CUDA_TRY(check_shape(b, t, c, nh));
   if (b == 0 || t == 0) return CudaStatus{};
   if (bf16) {
-    MIRA_CUDA_TRY(check_workspace(ws16));
-    return cuda_attention_backward_bf16(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
+    MIRA_CUDA_TRY(check_aligned(att, "attention bf16: the saved state att is not 16-byte aligned"));
+    MIRA_CUDA_TRY(check_aligned(ws16, "attention bf16: the workspace (cuda_attention_bf16_workspace) is missing or not "
+                                      "16-byte aligned"));
+    return cuda_attention_backward_bf16(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
   }
   const int64_t hd = c / nh, rows = b * nh * t;
   const float scale = 1.0f / std::sqrt((float)hd);

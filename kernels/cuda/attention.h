@@ -31,37 +31,41 @@ struct CudaDropout {
 // Largest head dimension C / H the kernels support (larger: cudaErrorInvalidValue, step says why).
 constexpr int64_t CUDA_ATTENTION_MAX_HEAD_DIM = 128;
 
-// Floats of the forward's saved state `att`: the logsumexp L (B, H, T) of each causal score row.
-inline int64_t cuda_attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
-  (void)c;
-  return b * nh * t;
+// Floats of the bf16 mode's saved state: the forward's packed bf16 heads of q, k, v (3 B*H heads of
+// (T rounded up to 64, hd rounded up to 32/64/128), which the backward reads instead of qkv), then
+// the row logsumexp (B, H, T). att must then be 16-byte aligned (the heads are copied in 16 bytes).
+int64_t cuda_attention_bf16_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh);
+
+// Floats of the forward's saved state `att`: the logsumexp L (B, H, T) of each causal score row
+// (fp32 mode; the backward reads qkv), or cuda_attention_bf16_saved_floats (bf16 mode).
+inline int64_t cuda_attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh, bool bf16 = false) {
+  return bf16 ? cuda_attention_bf16_saved_floats(b, t, c, nh) : b * nh * t;
 }
 // Floats of the scratch: D = rowsum(dout * out) (B, H, T), written and read by the backward only.
 inline int64_t cuda_attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) { return b * nh * t; }
 
-// bf16 elements of the workspace the bf16 mode needs (ws16 below; contents are not kept between
-// calls): padded bf16 copies of q, k, v and dout, (4, B*H, T rounded up to 64, hd rounded up to 32, 64
-// or 128).
+// bf16 elements of the workspace the bf16 backward needs (ws16 below; not kept between calls): dout's
+// padded bf16 heads (B*H, T rounded up to 64, hd rounded up to 32, 64 or 128).
 int64_t cuda_attention_bf16_workspace(int64_t b, int64_t t, int64_t c, int64_t nh);
 
-// out (B, T, C) and att (cuda_attention_saved_floats) from qkv (B, T, 3C), on stream s. bf16: the
-// tensor-core kernels, which need ws16 (cuda_attention_bf16_workspace elements, 16-byte aligned).
+// out (B, T, C) and att (cuda_attention_saved_floats(..., bf16)) from qkv (B, T, 3C), on stream s.
+// bf16: the tensor-core kernels (att 16-byte aligned).
 CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false,
-                                  __nv_bfloat16* ws16 = nullptr);
+                                  int64_t c, int64_t nh, const CudaDropout& drop, bool bf16 = false);
 
-// dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv, the forward's out (B, T, C) and att; scratch
-// (cuda_attention_scratch_floats); drop and bf16: the forward's; ws16 as the forward's.
+// dqkv (B, T, 3C) overwritten from dout (B, T, C), qkv (not read in the bf16 mode: att holds its
+// packed heads), the forward's out (B, T, C) and att; scratch (cuda_attention_scratch_floats); drop
+// and bf16: the forward's; ws16 (bf16 only): cuda_attention_bf16_workspace elements, 16-byte aligned.
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
                                    const float* out, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop, bool bf16 = false, __nv_bfloat16* ws16 = nullptr);
 
-// The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes and ws16 already checked,
-// b, t > 0.
-CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, __nv_bfloat16* ws16,
-                                       int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
+// The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes, att and ws16 already
+// checked, b, t > 0.
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
+                                       int64_t c, int64_t nh, const CudaDropout& drop);
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* out, const float* att, __nv_bfloat16* ws16,
-                                        int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
+                                        const float* out, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
+                                        int64_t c, int64_t nh, const CudaDropout& drop);
 
 }  // namespace mira

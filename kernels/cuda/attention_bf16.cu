@@ -382,14 +382,15 @@ __global__ void k_bf16_row_dot(float* dsum, const float* dout, const float* o, i
   if (lane == 0) dsum[r] = s;
 }
 
-// The backward's padded bf16 inputs of head bh: q, k, v, dO (each (TP, D)).
+// The backward's padded bf16 inputs of head bh, each (TP, D): q, k, v from the forward's packed heads
+// (qkv16: 3 sections of B*H heads, kept in its saved state) and dO (do16: B*H heads).
 struct HeadInputs16 {
   const bf16 *q, *k, *v, *dO;
 };
 template <int D>
-__device__ inline HeadInputs16 head_inputs(const bf16* ws16, int64_t bnh, int64_t tp, int64_t bh) {
+__device__ inline HeadInputs16 head_inputs(const bf16* qkv16, const bf16* do16, int64_t bnh, int64_t tp, int64_t bh) {
   const int64_t per = bnh * tp * D, off = bh * tp * D;
-  return HeadInputs16{ws16 + off, ws16 + per + off, ws16 + 2 * per + off, ws16 + 3 * per + off};
+  return HeadInputs16{qkv16 + off, qkv16 + per + off, qkv16 + 2 * per + off, do16 + off};
 }
 
 // The per-element step of both backward kernels on one register step (16 rows x STEP columns): from
@@ -426,8 +427,9 @@ __device__ inline void step_grads(uint32_t (&pda)[STEP / 16][4], uint32_t (&dsa)
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_backward_dkv(float* dqkv, const bf16* ws16, const float* lse, const float* dsum, int64_t t, int64_t tp,
-                        int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
+    k_bf16_backward_dkv(float* dqkv, const bf16* qkv16, const bf16* do16, const float* lse, const float* dsum,
+                        int64_t t, int64_t tp, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop,
+                        float keep_scale) {
   using G = Geo<D>;
   extern __shared__ float4 smem4[];
   unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
@@ -442,7 +444,7 @@ __global__ void __launch_bounds__(NT)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t j0 = (int64_t)blockIdx.y * BC;  // the first key tiles (most query tiles) start first
   const int64_t jw = j0 + 16 * warp;            // this warp's first key
-  const HeadInputs16 in = head_inputs<D>(ws16, (int64_t)gridDim.x, tp, bh);
+  const HeadInputs16 in = head_inputs<D>(qkv16, do16, (int64_t)gridDim.x, tp, bh);
   const int nq = (int)((t - j0 + BR - 1) / BR);  // query tiles from the diagonal one (rows i < j0 see no key here)
 
   auto issue = [&](int n) {  // query tile n's q and dO into buffer n % 2
@@ -511,8 +513,9 @@ __global__ void __launch_bounds__(NT)
 
 template <int D>
 __global__ void __launch_bounds__(NT)
-    k_bf16_backward_dq(float* dqkv, const bf16* ws16, const float* lse, const float* dsum, int64_t t, int64_t tp,
-                       int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
+    k_bf16_backward_dq(float* dqkv, const bf16* qkv16, const bf16* do16, const float* lse, const float* dsum,
+                       int64_t t, int64_t tp, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop,
+                       float keep_scale) {
   using G = Geo<D>;
   extern __shared__ float4 smem4[];
   unsigned char* sm = reinterpret_cast<unsigned char*>(smem4);
@@ -526,7 +529,7 @@ __global__ void __launch_bounds__(NT)
   const int64_t bh = blockIdx.x, bi = bh / nh, h = bh % nh;
   const int64_t i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * BR;  // the longest (last) tiles start first
   const int64_t iw = i0 + 16 * warp;
-  const HeadInputs16 in = head_inputs<D>(ws16, (int64_t)gridDim.x, tp, bh);
+  const HeadInputs16 in = head_inputs<D>(qkv16, do16, (int64_t)gridDim.x, tp, bh);
   const int64_t kend = i0 + BR < t ? i0 + BR : t;
   const int ntile = (int)((kend + BC - 1) / BC);
 
@@ -575,44 +578,50 @@ __global__ void __launch_bounds__(NT)
   write_rows<D>(dq, dqkv + bi * t * 3 * c + h * hd, 3 * c, iw, t, hd);
 }
 
-// q, k, v (and dout when non-null) into the padded bf16 heads of ws16.
+// `sections` (B, T, ld) column blocks of src (q, k, v: 3 of qkv; dO: 1) into padded bf16 heads at dst.
 template <int D>
-CudaStatus pack_inputs(cudaStream_t s, bf16* ws16, const float* qkv, const float* dout, int64_t b, int64_t t,
-                       int64_t c, int64_t nh) {
-  const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
-  // Blocks for n 8-element chunks (a grid-stride loop beyond 2^20 threads).
-  auto blocks = [](int64_t n) { return grid_for(n < (1 << 20) ? n : (1 << 20)); };
-  k_pack_heads<D><<<blocks(3 * per / 8), BLOCK, 0, s>>>(ws16, qkv, 3 * c, 3, b * nh, t, tp, c, nh, (int)hd);
-  MIRA_CUDA_TRY(cuda_status_launch("attention bf16 q/k/v packing kernel"));
-  if (!dout) return CudaStatus{};
-  k_pack_heads<D><<<blocks(per / 8), BLOCK, 0, s>>>(ws16 + 3 * per, dout, c, 1, b * nh, t, tp, c, nh, (int)hd);
-  return cuda_status_launch("attention bf16 dout packing kernel");
+CudaStatus pack_heads(cudaStream_t s, bf16* dst, const float* src, int64_t ld, int64_t sections, int64_t b,
+                      int64_t t, int64_t c, int64_t nh, const char* step) {
+  const int64_t tp = padded_len(t), chunks = sections * b * nh * tp * D / 8;
+  const unsigned blocks = grid_for(chunks < (1 << 20) ? chunks : (1 << 20));  // grid-stride beyond 2^20 threads
+  k_pack_heads<D><<<blocks, BLOCK, 0, s>>>(dst, src, ld, sections, b * nh, t, tp, c, nh, (int)(c / nh));
+  return cuda_status_launch(step);
+}
+
+// The saved state of the bf16 mode (cuda_attention_saved_floats, bf16 = true): the packed q, k, v
+// heads (3 B*H (TP, D) bf16; 128-byte multiples), then the row logsumexp (B, H, T).
+template <int D>
+int64_t heads_floats(int64_t b, int64_t t, int64_t nh) {
+  return 3 * b * nh * padded_len(t) * D / 2;
 }
 
 template <int D>
-CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, bf16* ws16, int64_t b, int64_t t,
-                     int64_t c, int64_t nh, const CudaDropout& drop) {
+CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t, int64_t c,
+                     int64_t nh, const CudaDropout& drop) {
   const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
-  MIRA_CUDA_TRY(pack_inputs<D>(s, ws16, qkv, nullptr, b, t, c, nh));
+  bf16* qkv16 = reinterpret_cast<bf16*>(att);      // kept for the backward
+  float* lse = att + heads_floats<D>(b, t, nh);
+  MIRA_CUDA_TRY(pack_heads<D>(s, qkv16, qkv, 3 * c, 3, b, t, c, nh, "attention bf16 q/k/v packing kernel"));
   auto kernel = k_bf16_forward<D>;
   MIRA_CUDA_TRY(allow_smem(kernel, Geo<D>::FWD, "attention bf16 forward shared-memory attribute"));
   const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
-  kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, att, ws16, ws16 + per, ws16 + 2 * per, t, tp, c, nh,
-                                       (int)hd, scale, drop, keep_scale_of(drop));
+  kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, lse, qkv16, qkv16 + per, qkv16 + 2 * per, t, tp, c, nh, (int)hd, scale,
+                                       drop, keep_scale_of(drop));
   return cuda_status_launch("attention bf16 forward kernel");
 }
 
 template <int D>
-CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
-                      const float* out, const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
+CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* out,
+                      const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
                       const CudaDropout& drop) {
   using G = Geo<D>;
   const int64_t hd = c / nh, rows = b * nh * t, tp = padded_len(t);
   const float scale = 1.0f / std::sqrt((float)hd);
-  const float* lse = att;
+  const bf16* qkv16 = reinterpret_cast<const bf16*>(att);  // the forward's packed heads
+  const float* lse = att + heads_floats<D>(b, t, nh);
   float* dsum = scratch;
-  MIRA_CUDA_TRY(pack_inputs<D>(s, ws16, qkv, dout, b, t, c, nh));
+  MIRA_CUDA_TRY(pack_heads<D>(s, ws16, dout, c, 1, b, t, c, nh, "attention bf16 dout packing kernel"));
   k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
@@ -621,9 +630,9 @@ CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* 
   MIRA_CUDA_TRY(allow_smem(dkv, G::BWD, "attention bf16 backward dK/dV shared-memory attribute"));
   MIRA_CUDA_TRY(allow_smem(dq, G::BWD, "attention bf16 backward dQ shared-memory attribute"));
   const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
-  dkv<<<grid, NT, G::BWD, s>>>(dqkv, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
+  dkv<<<grid, NT, G::BWD, s>>>(dqkv, qkv16, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward dK/dV kernel"));
-  dq<<<grid, NT, G::BWD, s>>>(dqkv, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
+  dq<<<grid, NT, G::BWD, s>>>(dqkv, qkv16, ws16, lse, dsum, t, tp, c, nh, (int)hd, scale, drop, ks);
   return cuda_status_launch("attention bf16 backward dQ kernel");
 }
 
@@ -631,26 +640,31 @@ CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* 
 
 int64_t cuda_attention_bf16_workspace(int64_t b, int64_t t, int64_t c, int64_t nh) {
   if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
-  return 4 * b * nh * padded_len(t) * padded_head_dim(c / nh);
+  return b * nh * padded_len(t) * padded_head_dim(c / nh);  // dO's padded heads
+}
+
+int64_t cuda_attention_bf16_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
+  if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
+  return 3 * b * nh * padded_len(t) * padded_head_dim(c / nh) / 2 + b * nh * t;
 }
 
 // Shapes are checked by the callers (cuda_attention_forward/backward, attention.cu); b, t > 0.
-CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, __nv_bfloat16* ws16,
-                                       int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
+                                       int64_t c, int64_t nh, const CudaDropout& drop) {
   switch (padded_head_dim(c / nh)) {
-    case 32: return forward_d<32>(s, out, att, qkv, ws16, b, t, c, nh, drop);
-    case 64: return forward_d<64>(s, out, att, qkv, ws16, b, t, c, nh, drop);
-    default: return forward_d<128>(s, out, att, qkv, ws16, b, t, c, nh, drop);
+    case 32: return forward_d<32>(s, out, att, qkv, b, t, c, nh, drop);
+    case 64: return forward_d<64>(s, out, att, qkv, b, t, c, nh, drop);
+    default: return forward_d<128>(s, out, att, qkv, b, t, c, nh, drop);
   }
 }
 
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* qkv, const float* out, const float* att, __nv_bfloat16* ws16,
-                                        int64_t b, int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+                                        const float* out, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
+                                        int64_t c, int64_t nh, const CudaDropout& drop) {
   switch (padded_head_dim(c / nh)) {
-    case 32: return backward_d<32>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
-    case 64: return backward_d<64>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
-    default: return backward_d<128>(s, dqkv, scratch, dout, qkv, out, att, ws16, b, t, c, nh, drop);
+    case 32: return backward_d<32>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
+    case 64: return backward_d<64>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
+    default: return backward_d<128>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
   }
 }
 

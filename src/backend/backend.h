@@ -114,17 +114,24 @@ class Backend {
   // read by the backward of the same call pair (keep it untouched in between); `scratch` is
   // workspace of either pass (may be empty when the query gives 0). The CPU backend keeps the
   // (B, H, T, T) probabilities in att and uses a (B, H, T, T) scratch; the CUDA backend (flash-style
-  // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) in att and the rows'
-  // rowsum(dout * out) (B, H, T) in scratch: no T x T matrix.
-  // prec: the matmul operand precision (AttentionPrecision); the sizes do not depend on it, and a
-  // backward must get the precision of its forward. FP32 is the parity mode (fp32 CUDA kernels);
-  // BF16 runs the CUDA tensor-core kernels (kernels/cuda/attention_bf16.cu) and the CPU's bf16 oracle.
-  virtual int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
+  // kernels, kernels/cuda/attention.h) keeps the per-row logsumexp (B, H, T) in att (in BF16 also
+  // the bf16 q, k, v its backward reads) and the rows' rowsum(dout * out) (B, H, T) in scratch: no
+  // T x T matrix. att must be 16-byte aligned.
+  // prec: the matmul operand precision (AttentionPrecision); a backward must get the precision of
+  // its forward. FP32 is the parity mode (fp32 CUDA kernels); BF16 runs the CUDA tensor-core kernels
+  // (kernels/cuda/attention_bf16.cu) and the CPU's bf16 oracle.
+  virtual int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh,
+                                         AttentionPrecision prec) const = 0;
   virtual int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const = 0;
+  // Whether attention_backward reads qkv: if not, att holds what it needs, and the caller may reuse
+  // qkv's memory once attention_forward is done (the model then keeps one qkv buffer, not one per
+  // layer).
+  virtual bool attention_backward_reads_qkv(AttentionPrecision prec) const = 0;
   virtual void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                                  DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) = 0;
-  // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv, the forward's out (B, T, C; unchanged since)
-  // and att; drop: the forward's site (masks are regenerated from their indices, never stored).
+  // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv (the forward's; not read when
+  // attention_backward_reads_qkv(prec) is false), the forward's out (B, T, C; unchanged since) and
+  // att; drop: the forward's site (masks are regenerated from their indices, never stored).
   virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att,
                                   int64_t b, int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
                                   AttentionPrecision prec) = 0;

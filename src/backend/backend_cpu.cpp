@@ -83,7 +83,10 @@ class CpuBackend final : public Backend {
   }
   // att: the (B, H, T, T) probabilities; scratch (B, H, T, T): dropped probabilities (forward, only
   // when dropping) and the probability gradient (backward).
-  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override { return b * nh * t * t; }
+  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh, AttentionPrecision) const override {
+    return b * nh * t * t;
+  }
+  bool attention_backward_reads_qkv(AttentionPrecision) const override { return true; }
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return b * nh * t * t;
   }

@@ -155,29 +155,30 @@ class CudaBackend final : public Backend {
   }
   // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T); scratch =
   // rowsum(dout * out) (B, H, T), used by the backward only (which reads out). prec FP32: the fp32
-  // kernels (attention.cu); BF16: the tensor-core kernels (attention_bf16.cu), same state sizes, plus
-  // padded bf16 copies of q, k, v, dout in the bf16 workspace (not kept between calls).
-  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
-    return cuda_attention_saved_floats(b, t, c, nh);
+  // kernels (attention.cu), whose backward reads qkv; BF16: the tensor-core kernels
+  // (attention_bf16.cu), which keep q, k, v as padded bf16 heads in att (half of qkv's bytes) and
+  // do not read qkv in the backward; dout's bf16 heads go to the bf16 workspace.
+  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh, AttentionPrecision prec) const override {
+    return cuda_attention_saved_floats(b, t, c, nh, prec == AttentionPrecision::BF16);
   }
+  bool attention_backward_reads_qkv(AttentionPrecision prec) const override { return prec != AttentionPrecision::BF16; }
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return cuda_attention_scratch_floats(b, t, c, nh);
   }
   void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
                          const DropoutSite& drop, AttentionPrecision prec) override {
-    check_attention(out, att, qkv, b, t, c, nh);
     const bool bf16 = prec == AttentionPrecision::BF16;
-    MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop), bf16,
-                                         bf16 ? bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh)) : nullptr));
+    check_attention(out, att, qkv, b, t, c, nh, bf16);
+    MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop), bf16));
   }
   void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att, int64_t b,
                           int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
-    check_attention(dout, att, qkv, b, t, c, nh);
+    const bool bf16 = prec == AttentionPrecision::BF16;
+    check_attention(dout, att, qkv, b, t, c, nh, bf16);
     MIRA_CHECK(out.size() >= b * t * c, "attention_backward: out smaller than (B, T, C)");
     MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
     MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
                "attention_backward: scratch smaller than attention_scratch_floats");
-    const bool bf16 = prec == AttentionPrecision::BF16;
     MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(out), P(att), b, t, c, nh,
                                           site(drop), bf16,
                                           bf16 ? bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh)) : nullptr));
@@ -381,15 +382,18 @@ class CudaBackend final : public Backend {
 
   // Shapes and sizes of an attention call (x: out or dout (B, T, C)); the kernels support head dims
   // up to CUDA_ATTENTION_MAX_HEAD_DIM.
-  static void check_attention(DFloat x, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh) {
+  static void check_attention(DFloat x, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+                              bool bf16) {
     MIRA_CHECK(b >= 0 && t >= 0 && nh > 0 && c > 0 && c % nh == 0,
                "attention: C = " + std::to_string(c) + " is not a positive multiple of H = " + std::to_string(nh));
     MIRA_CHECK(c / nh <= CUDA_ATTENTION_MAX_HEAD_DIM,
                "cuda backend: attention head dim " + std::to_string(c / nh) + " exceeds the kernels' maximum " +
                    std::to_string(CUDA_ATTENTION_MAX_HEAD_DIM));
     MIRA_CHECK(x.size() >= b * t * c && qkv.size() >= b * t * 3 * c, "attention: out/dout or qkv too small");
-    MIRA_CHECK(att.size() >= cuda_attention_saved_floats(b, t, c, nh),
+    MIRA_CHECK(att.size() >= cuda_attention_saved_floats(b, t, c, nh, bf16),
                "attention: att smaller than attention_saved_floats");
+    MIRA_CHECK(!bf16 || reinterpret_cast<uintptr_t>(P(att)) % 16 == 0,
+               "attention: att is not 16-byte aligned (bf16 mode)");
   }
 
   static CudaDropout site(const DropoutSite& d) {

@@ -49,8 +49,11 @@ class TimedBackend : public Backend {
                           int64_t n, int64_t c) override;
   void gelu_forward(DFloat y, DFloat x, int64_t n) override;
   void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override;
-  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
-    return inner_->attention_saved_floats(b, t, c, nh);
+  int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh, AttentionPrecision prec) const override {
+    return inner_->attention_saved_floats(b, t, c, nh, prec);
+  }
+  bool attention_backward_reads_qkv(AttentionPrecision prec) const override {
+    return inner_->attention_backward_reads_qkv(prec);
   }
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return inner_->attention_scratch_floats(b, t, c, nh);

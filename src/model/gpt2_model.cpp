@@ -22,7 +22,8 @@ struct Gpt2Model::Layer {
 struct Gpt2Model::Acts {
   struct PerLayer {
     DFloat ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
-    DFloat qkv;                      // (N, 3C)
+    DFloat qkv;                      // (N, 3C); one buffer for all layers when the backend's attention
+                                     // backward does not read it (Backend::attention_backward_reads_qkv)
     DFloat att;                      // attention saved state (Backend::attention_saved_floats)
     DFloat atty;                     // (N, C) attention output before c_proj
     DFloat resid_mid;                // (N, C) x + attention branch
@@ -142,7 +143,7 @@ void Gpt2Model::set_optimizer_state(const float* m, const float* v, int64_t step
 void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
   // The attention sizes are compared with their own capacities (they are functions of b and t, not
   // of b * t alone), so any shape sequence keeps every view large enough.
-  const int64_t n = b * t, att = be_.attention_saved_floats(b, t, cfg_.n_embd, cfg_.n_head),
+  const int64_t n = b * t, att = be_.attention_saved_floats(b, t, cfg_.n_embd, cfg_.n_head, attention_precision()),
                 att_scratch = be_.attention_scratch_floats(b, t, cfg_.n_embd, cfg_.n_head);
   MIRA_CHECK(att >= 0 && att_scratch >= 0, "backend returned a negative attention size");
   if (n <= cap_bt_ && att <= cap_att_ && att_scratch <= cap_att_scratch_) return;
@@ -156,15 +157,20 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
   const int64_t N = cap_bt_, A = cap_att_, AS = cap_att_scratch_, C = cfg_.n_embd, F = cfg_.n_inner, L = cfg_.n_layer;
   const int64_t r = lora_.r;
   const bool drop = lora_.dropout > 0;
-  // Two passes: count, then slice.
+  // Two passes: count, then slice. Every view starts on a 64-byte boundary (16 floats): vectorised
+  // kernels and the bf16 attention state (16-byte copies) need aligned starts.
   int64_t total = 0;
   DFloat* target = nullptr;
   auto take = [&](DFloat& v, int64_t count) {
+    total = (total + 15) / 16 * 16;
     if (target) {
       v = act_arena_.slice(total, count);
     }
     total += count;
   };
+  // A backend whose attention backward does not read qkv (it keeps its own copy in att) lets the
+  // layers share one qkv buffer instead of keeping one each.
+  const bool shared_qkv = !be_.attention_backward_reads_qkv(attention_precision());
   acts_ = std::make_unique<Acts>();
   Acts& a = *acts_;
   a.resid.resize((size_t)L + 1);
@@ -173,9 +179,14 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
     total = 0;
     target = pass == 1 ? &act_arena_ : nullptr;
     for (auto& rr : a.resid) take(rr, N * C);
+    if (shared_qkv) take(a.layer[0].qkv, N * 3 * C);
     for (auto& pl : a.layer) {
       take(pl.ln1, N * C), take(pl.ln1_mean, N), take(pl.ln1_rstd, N);
-      take(pl.qkv, N * 3 * C), take(pl.att, A), take(pl.atty, N * C), take(pl.resid_mid, N * C);
+      if (shared_qkv)
+        pl.qkv = a.layer[0].qkv;
+      else
+        take(pl.qkv, N * 3 * C);
+      take(pl.att, A), take(pl.atty, N * C), take(pl.resid_mid, N * C);
       take(pl.ln2, N * C), take(pl.ln2_mean, N), take(pl.ln2_rstd, N);
       take(pl.fc, N * F);
       for (LoraModule m : layout_.modules) take(pl.u[(int)m], N * r);

@@ -177,8 +177,9 @@ TEST_P(CudaAttention, ForwardBackward) {
   const int64_t b = 2, t = std::get<1>(GetParam()), c = std::get<2>(GetParam()), nh = 3;
   const DropoutSite drop{p, rng_stream(3, RngPurpose::BASE_DROPOUT, 1, 2), 7};  // base 7: not a multiple of 4
   Twin qkv = f32(random_vec(b * t * 3 * c, 60, -2, 2)), out = zeros(b * t * c);
-  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh)),
-           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh))};
+  const auto F32 = AttentionPrecision::FP32;
+  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh, F32)),
+           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh, F32))};
   Twin scratch{cpu_->alloc_f32(cpu_->attention_scratch_floats(b, t, c, nh)),
                gpu_->alloc_f32(gpu_->attention_scratch_floats(b, t, c, nh))};
   cpu_->attention_forward(out.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop, AttentionPrecision::FP32);
@@ -231,8 +232,8 @@ TEST_P(CudaAttentionBf16, MatchesCpuBf16Oracle) {
   const DropoutSite drop{p, rng_stream(3, RngPurpose::BASE_DROPOUT, 1, 2), 7};
   const auto BF = AttentionPrecision::BF16;
   Twin qkv = f32(random_vec(b * t * 3 * c, 80, -2, 2)), out = zeros(b * t * c);
-  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh)),
-           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh))};
+  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh, BF)),
+           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh, BF))};
   Twin scratch{cpu_->alloc_f32(cpu_->attention_scratch_floats(b, t, c, nh)),
                gpu_->alloc_f32(gpu_->attention_scratch_floats(b, t, c, nh))};
   cpu_->attention_forward(out.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop, BF);
@@ -240,6 +241,9 @@ TEST_P(CudaAttentionBf16, MatchesCpuBf16Oracle) {
   const std::vector<float> out_cpu = host_cpu(out), out_gpu = host_gpu(out);
   Twin dout = f32(random_vec(b * t * c, 81)), dqkv = f32(random_vec(b * t * 3 * c, 82));  // overwritten
   cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, out.c, att.c, b, t, c, nh, drop, BF);
+  // The device keeps q, k, v in att (attention_backward_reads_qkv): NaN in qkv must not reach dqkv.
+  ASSERT_FALSE(gpu_->attention_backward_reads_qkv(BF));
+  gpu_->upload(qkv.g, std::vector<float>((size_t)qkv.size(), NAN).data());
   gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, out.g, att.g, b, t, c, nh, drop, BF);
   const std::vector<float> dqkv_cpu = host_cpu(dqkv), dqkv_gpu = host_gpu(dqkv);
   // The fp32 CPU result: how far the bf16 roundings move the result (about 2^-9 relative).
@@ -288,7 +292,9 @@ TEST_F(CudaVsCpu, DISABLED_AttentionTimingGpt2) {
   const int64_t b = 8, t = 1024, c = 768, nh = 12;
   const DropoutSite drop{0.1f, 5, 0};
   DFloat qkv = gpu_->alloc_f32(b * t * 3 * c), out = gpu_->alloc_f32(b * t * c), dout = gpu_->alloc_f32(b * t * c),
-         dqkv = gpu_->alloc_f32(b * t * 3 * c), att = gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh)),
+         dqkv = gpu_->alloc_f32(b * t * 3 * c),
+         att = gpu_->alloc_f32(std::max(gpu_->attention_saved_floats(b, t, c, nh, AttentionPrecision::FP32),
+                                        gpu_->attention_saved_floats(b, t, c, nh, AttentionPrecision::BF16))),
          scr = gpu_->alloc_f32(gpu_->attention_scratch_floats(b, t, c, nh));
   gpu_->upload(qkv, random_vec(b * t * 3 * c, 90, -2, 2).data());
   gpu_->upload(dout, random_vec(b * t * c, 91).data());
