@@ -4,16 +4,18 @@
 // scores, probabilities and score gradients never leave the registers: the C fragments of one
 // product, rounded to bf16 and packed, are the A fragments of the next. Softmax, logsumexp, masks,
 // dropout and the score gradients are fp32. The roundings are exactly those of the CPU oracle
-// (kernels/cpu/attention.h, bf16 = true): q, k, v, dO rounded to bf16 once per call (k_pack_heads),
+// (kernels/cpu/attention.h, bf16 = true): q, k, v, dO rounded to bf16 once (k_pack_heads),
 // the dropped probabilities Pd = z P and the score gradients dS rounded before their products. So
 // CPU bf16 and CUDA bf16 differ only by the fp32 summation order (and the rare bf16 rounding flip
 // of a P or dS that the fp32 differences push across a rounding boundary).
 //
-// Inputs: k_pack_heads copies q, k, v (and dO in the backward) into the bf16 workspace in a padded
-// head-major layout (B*H, TP, D): TP = T rounded up to 64, D = hd rounded up to 32, 64 or 128,
-// zeros in the padding. So every tile is a whole, aligned (64, D) block that 16-byte cp.async copies
-// bring into shared memory (double-buffered: the next tile streams in while this one is used), with
-// no bounds checks in the kernels; any T and head dims up to 128 work.
+// Inputs: k_pack_heads copies q, k, v (forward) and dO (backward) into a padded head-major bf16
+// layout (B*H, TP, D): TP = T rounded up to 64, D = hd rounded up to 32, 64 or 128, zeros in the
+// padding. q, k, v go into the saved state att (before the logsumexp), where the backward reads them
+// (it never reads qkv: Backend::attention_backward_reads_qkv); dO into the bf16 workspace. So every
+// tile is a whole, aligned (64, D) block that 16-byte cp.async copies bring into shared memory
+// (double-buffered: the next tile streams in while this one is used), with no bounds checks in the
+// kernels; any T and head dims up to 128 work.
 // Kernels (128 threads = 4 warps; tiles of 64 queries / 64 keys; warp w owns 16 rows of its block's
 // tile):
 //  - k_bf16_forward: one block per (query tile, batch*head), longest tiles first. Two passes over
@@ -395,9 +397,10 @@ __device__ inline HeadInputs16 head_inputs(const bf16* qkv16, const bf16* do16, 
 
 // The per-element step of both backward kernels on one register step (16 rows x STEP columns): from
 // the scores s (unscaled) and dPd (C fragments), the bf16 A fragments of Pd = z P and of
-// dS = P (z dPd - D) scale (the dQ kernel ignores pda: the compiler drops its packing). TRANSPOSED (dK/dV): rows are keys r0.., columns queries c0..; else
-// rows are queries r0.., columns keys c0... Lv, Dv: L and D of the step's query for each fragment
-// element (per row when not TRANSPOSED, per column when TRANSPOSED).
+// dS = P (z dPd - D) scale (the dQ kernel ignores pda: the compiler drops its packing).
+// TRANSPOSED (dK/dV): rows are keys r0.., columns queries c0..; else rows are queries r0.., columns
+// keys c0... Lq, Dq: L and D of the step's queries (indexed by column when TRANSPOSED, by row
+// otherwise). MASK: test each element's visibility (false: the caller knows all are visible).
 template <bool TRANSPOSED, bool MASK>
 __device__ inline void step_grads(uint32_t (&pda)[STEP / 16][4], uint32_t (&dsa)[STEP / 16][4], float (&s)[STEP / 8][4],
                                   float (&dp)[STEP / 8][4], const float* Lq, const float* Dq, int64_t r0, int64_t c0,

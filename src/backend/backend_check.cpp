@@ -223,7 +223,8 @@ void check_attention(Checker& k, const BackendCheckShape& sh) {
     const bool bf = prec == AttentionPrecision::BF16;
     const std::string tag = p > 0 ? (bf ? "(dropout, bf16)" : "(dropout)") : (bf ? "(bf16)" : "");
     Pair qkv = k.rand(n * 3 * c), out = k.zeros(n * c), dout = k.rand(n * c), dqkv = k.zeros(n * 3 * c);
-    Pair att = k.sized(k.cand().attention_saved_floats(b, t, c, nh, prec), k.ref().attention_saved_floats(b, t, c, nh, prec));
+    Pair att = k.sized(k.cand().attention_saved_floats(b, t, c, nh, prec),
+                       k.ref().attention_saved_floats(b, t, c, nh, prec));
     Pair scr = k.sized(k.cand().attention_scratch_floats(b, t, c, nh), k.ref().attention_scratch_floats(b, t, c, nh));
     both(k, [&](Backend& be, int s) {
       be.attention_forward(side(out, s), side(att, s), side(qkv, s), b, t, c, nh, side(scr, s), drop, prec);

@@ -5,6 +5,7 @@
 // on a GPU it checks that the hardware's layouts are the ones the emulator (and the attention
 // kernels) assume: if this fails there, the attention tests fail for that reason.
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -27,7 +28,8 @@ TEST_F(CudaVsCpu, TensorCorePrimitivesMatchAPlainProduct) {
   std::vector<double> ref(16 * 16, 0.0);
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c)
-      for (int k = 0; k < 32; ++k) ref[(size_t)(r * 16 + c)] += (double)a[(size_t)(r * 32 + k)] * b[(size_t)(k * 16 + c)];
+      for (int k = 0; k < 32; ++k)
+        ref[(size_t)(r * 16 + c)] += (double)a[(size_t)(r * 32 + k)] * b[(size_t)(k * 16 + c)];
   DFloat da = gpu_->alloc_f32(16 * 32), db = gpu_->alloc_f32(32 * 16), dp = gpu_->alloc_f32(256),
          dt = gpu_->alloc_f32(256);
   gpu_->upload(da, a.data());
@@ -42,8 +44,9 @@ TEST_F(CudaVsCpu, TensorCorePrimitivesMatchAPlainProduct) {
   // Products of these values are multiples of 2^-5 below 2^5 and their sums stay below 2^10, so
   // every fp32 partial sum is exact whatever the order: the results must be exact.
   for (int e = 0; e < 256; ++e) {
-    EXPECT_EQ((double)plain[(size_t)e], ref[(size_t)e]) << "B^T by ldmatrix, element (" << e / 16 << ", " << e % 16 << ")";
-    EXPECT_EQ((double)trans[(size_t)e], ref[(size_t)e]) << "B by ldmatrix.trans, element (" << e / 16 << ", " << e % 16 << ")";
+    const std::string at = "element (" + std::to_string(e / 16) + ", " + std::to_string(e % 16) + ")";
+    EXPECT_EQ((double)plain[(size_t)e], ref[(size_t)e]) << "B^T by ldmatrix, " << at;
+    EXPECT_EQ((double)trans[(size_t)e], ref[(size_t)e]) << "B by ldmatrix.trans, " << at;
   }
   for (DFloat x : {da, db, dp, dt}) gpu_->release(x);
 }
