@@ -591,11 +591,10 @@ CudaStatus pack_heads(cudaStream_t s, bf16* dst, const float* src, int64_t ld, i
   return cuda_status_launch(step);
 }
 
-// The saved state of the bf16 mode (cuda_attention_saved_floats, bf16 = true): the packed q, k, v
-// heads (3 B*H (TP, D) bf16; 128-byte multiples), then the row logsumexp (B, H, T).
-template <int D>
-int64_t heads_floats(int64_t b, int64_t t, int64_t nh) {
-  return 3 * b * nh * padded_len(t) * D / 2;
+// The saved state of the bf16 mode (cuda_attention_bf16_saved_floats): the packed q, k, v heads
+// (3 B*H (TP, D) bf16; 128-byte multiples), then the row logsumexp (B, H, T). Floats of the heads:
+int64_t packed_qkv_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
+  return 3 * b * nh * padded_len(t) * padded_head_dim(c / nh) / 2;
 }
 
 template <int D>
@@ -604,7 +603,7 @@ CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, i
   const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
   bf16* qkv16 = reinterpret_cast<bf16*>(att);      // kept for the backward
-  float* lse = att + heads_floats<D>(b, t, nh);
+  float* lse = att + packed_qkv_floats(b, t, c, nh);
   MIRA_CUDA_TRY(pack_heads<D>(s, qkv16, qkv, 3 * c, 3, b, t, c, nh, "attention bf16 q/k/v packing kernel"));
   auto kernel = k_bf16_forward<D>;
   MIRA_CUDA_TRY(allow_smem(kernel, Geo<D>::FWD, "attention bf16 forward shared-memory attribute"));
@@ -622,7 +621,7 @@ CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* 
   const int64_t hd = c / nh, rows = b * nh * t, tp = padded_len(t);
   const float scale = 1.0f / std::sqrt((float)hd);
   const bf16* qkv16 = reinterpret_cast<const bf16*>(att);  // the forward's packed heads
-  const float* lse = att + heads_floats<D>(b, t, nh);
+  const float* lse = att + packed_qkv_floats(b, t, c, nh);
   float* dsum = scratch;
   MIRA_CUDA_TRY(pack_heads<D>(s, ws16, dout, c, 1, b, t, c, nh, "attention bf16 dout packing kernel"));
   k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
@@ -648,7 +647,7 @@ int64_t cuda_attention_bf16_workspace(int64_t b, int64_t t, int64_t c, int64_t n
 
 int64_t cuda_attention_bf16_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
   if (b <= 0 || t <= 0 || c <= 0 || nh <= 0) return 0;
-  return 3 * b * nh * padded_len(t) * padded_head_dim(c / nh) / 2 + b * nh * t;
+  return packed_qkv_floats(b, t, c, nh) + b * nh * t;
 }
 
 // Shapes are checked by the callers (cuda_attention_forward/backward, attention.cu); b, t > 0.
