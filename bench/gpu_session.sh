@@ -13,6 +13,7 @@
 #   train_gpu.jsonl / .log       bench/run.sh train_gpu          (ours vs torch+peft, MFU)
 #   gpu_mpi_device_aggregate_np1.txt  eq. (8) / FedIT kernels on the device vs the CPU (tests/gpu/mpi)
 #   profile.json / profile.txt   MIRA_PROFILE=1 train_gpu_main: per backend op, each op fenced
+#   epilogue_ab.jsonl            train_gpu_main with MIRA_CUDA_EPILOGUES=1, 0, 1, 0 (tokens/s each)
 #   ncu.csv, ncu_top.txt         one step under Nsight Compute, per kernel (bench/ncu_top.py; skipped
 #                                with exit 77 where the machine has no ncu)
 #   exchange_device.jsonl / .log bench/run.sh exchange_device    (NCCL / staged / host MPI)
@@ -117,6 +118,11 @@ step train_gpu 240 "$out/train_gpu.jsonl" "$out/train_gpu.log" \
 # Compute, when the machine has it: exit 77 otherwise).
 step profile 60 "$out/profile.json" "$out/profile.txt" env MIRA_PROFILE=1 "$(find_bin train_gpu_main)" \
   --batch 8 --steps 5 --warmup 2
+# Session 6's cuBLASLt bias epilogue against the composed bias path, back to back (tokens/s lines).
+# shellcheck disable=SC2016
+step epilogue_ab 60 "$out/epilogue_ab.jsonl" "$out/epilogue_ab.log" bash -c 'for e in 1 0 1 0; do
+  MIRA_CUDA_EPILOGUES=$e "$1" --batch 8 --steps 6 --warmup 2 | sed "s/^{/{\"epilogues\":$e,/"; done' _ \
+  "$(find_bin train_gpu_main)"
 # shellcheck disable=SC2016
 step ncu 120 "$out/ncu_top.txt" "$out/ncu.err" bash -c '[ -n "$1" ] || { echo "no ncu on this machine"; exit 77; }
   "$1" --csv --metrics gpu__time_duration.sum "$2" --batch 8 --steps 1 --warmup 0 >"$3/ncu.csv" &&
@@ -138,6 +144,7 @@ echo "total $((SECONDS - start)) s of $budget" | tee -a "$out/summary.txt" >&2
   grep -E "fused .* ms, dropout" "$out/kernels.log" 2>/dev/null | head -6
   echo "== signal_stop"; tail -3 "$out/signal_stop.txt" 2>/dev/null
   echo "== train_gpu"; cut -c1-160 "$out/train_gpu.jsonl" 2>/dev/null | grep -E "tokens_per_s|ms_per_step|mfu_lora|mem" | head -12
+  echo "== epilogue_ab (MIRA_CUDA_EPILOGUES 1 / 0)"; cut -c1-90 "$out/epilogue_ab.jsonl" 2>/dev/null
   echo "== profile"; grep -E "^family" "$out/profile.txt" 2>/dev/null; cut -c1-160 "$out/profile.json" 2>/dev/null
   echo "== ncu"; head -22 "$out/ncu_top.txt" 2>/dev/null | cut -c1-150
 } 2>/dev/null

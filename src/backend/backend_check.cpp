@@ -323,16 +323,20 @@ void check_adam(Checker& k) {
 void check_bf16(Checker& k, const BackendCheckShape& sh) {
   const int64_t n = sh.batch * sh.seq, in = sh.c, out = 3 * sh.c, r = 8;
   Pair w = k.rand(in * out, -0.1f, 0.1f), x = k.rand(n * in), y = k.zeros(n * out), dy = k.rand(n * out),
-       dx = k.zeros(n * in), bias = k.rand(out), u = k.rand(n * r), bl = k.rand(out * r), yl = k.zeros(n * out);
+       dx = k.zeros(n * in), bias = k.rand(out), u = k.rand(n * r), bl = k.rand(out * r), yl = k.zeros(n * out),
+       yb = k.zeros(n * out);
   both(k, [&](Backend& be, int s) {
     be.freeze_weights(side(w, s), WeightPrecision::BF16);
     be.gemm(false, false, n, out, in, 1.0f, side(x, s), in, side(w, s), out, 0.0f, side(y, s), out);
     be.gemm(false, true, n, in, out, 1.0f, side(dy, s), out, side(w, s), out, 0.0f, side(dx, s), in);
     be.linear_forward(side(yl, s), side(x, s), side(w, s), side(bias, s), side(u, s), side(bl, s), 2.0f, n, in, out, r);
+    // Without a LoRA term (the CUDA backend's bias-epilogue GEMM, kernels/cuda/gemm_lt.h).
+    be.linear_forward(side(yb, s), side(x, s), side(w, s), side(bias, s), DFloat(), DFloat(), 0.0f, n, in, out, 0);
   });
   k.compare("gemm(NN, bf16 weight)", {y});
   k.compare("gemm(NT, bf16 weight)", {dx});
   k.compare("linear_forward(lora, bf16 weight)", {yl});
+  k.compare("linear_forward(bf16 weight)", {yb});
 
   const int64_t rows = sh.lm_rows, c = sh.c, v = sh.vocab;
   std::vector<int32_t> tg(static_cast<size_t>(rows));

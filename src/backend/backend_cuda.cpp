@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gelu.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemm_lt.h"
 #include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/lm_head_ce.h"
 #include "kernels/cuda/reduce.h"
@@ -69,6 +72,8 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_CUBLAS(cublasSetStream(blas16_, stream_));
     MIRA_CHECK_CUBLAS(cublasSetMathMode(blas16_, CUBLAS_DEFAULT_MATH));
     MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&sum_out_), sizeof(double)));
+    const char* epi = std::getenv("MIRA_CUDA_EPILOGUES");  // 0: the composed bias path (A/B timing)
+    use_epilogues_ = !(epi && std::strcmp(epi, "0") == 0);
   }
   ~CudaBackend() override {
     // No throwing from a destructor: errors here (e.g. a device already lost) are ignored.
@@ -80,6 +85,7 @@ class CudaBackend final : public Backend {
     cudaFree(sum_out_);
     for (const FrozenRanges::Range& r : frozen_.all()) cudaFree(r.copy);
     cudaFree(ws16_);
+    cuda_gemm_lt_destroy(lt_);
     if (blas16_) cublasDestroy(blas16_);
     if (blas_) cublasDestroy(blas_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -193,6 +199,7 @@ class CudaBackend final : public Backend {
   // With w frozen in bf16 the base product takes gemm's bf16 path (x converted, W's bf16 copy).
   void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override {
+    if (u.empty() && !bias.empty() && linear_bias_epilogue(y, x, w, bias, n, in, out)) return;
     if (!u.empty() && !bias.empty() && cuda_rank_update_bias_applies(n, out, r)) {
       // y = bias + s u B^T in one write (kernels/cuda/skinny_gemm.h), then the base GEMM adds x W.
       check_writable(y, "linear_forward output");
@@ -345,6 +352,36 @@ class CudaBackend final : public Backend {
     }
     MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, ta, tb, m, n, k, alpha, a16, lda, b16, ldb, beta, P(c), ldc));
   }
+  // linear_forward without a LoRA term and with a frozen bf16 weight: y = bf16(x) W16 + bias with the
+  // bias in cuBLASLt's epilogue (kernels/cuda/gemm_lt.h), one write of y. Where cuBLASLt has no kernel
+  // for the shape, the same converted x goes through the composed path (bias into y, GEMM with beta
+  // 1): the same values up to the fp32 summation order. false: w is not frozen (or epilogues are off).
+  bool linear_bias_epilogue(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out) {
+    if (!use_epilogues_ || frozen_.empty()) return false;
+    const FrozenRanges::Range* fw = frozen_.find(P(w), w.size());
+    if (!fw || frozen_.find(P(x), x.size())) return false;
+    check_int(n, "n"), check_int(in, "in"), check_int(out, "out");
+    MIRA_CHECK(x.size() >= n * in && w.size() >= in * out && bias.size() >= out && y.size() >= n * out,
+               "linear_forward: x, w, bias or y smaller than the shape");
+    check_writable(y, "linear_forward output");
+    if (n == 0 || out == 0) return true;
+    __nv_bfloat16* x16 = bf16_workspace(n * in);
+    MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, x16, P(x), n, in, in));
+    const __nv_bfloat16* w16 = bf16_at(*fw, P(w));
+    const CudaStatus st = cuda_gemm_bf16_bias(lt(), stream_, n, out, in, x16, in, w16, out, P(bias), P(y), out);
+    if (st.cublas != CUBLAS_STATUS_NOT_SUPPORTED) {
+      MIRA_CHECK_OP(st);
+      return true;
+    }
+    bias_broadcast(y, bias, n, out);
+    MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, false, false, n, out, in, 1.0f, x16, in, w16, out, 1.0f, P(y), out));
+    return true;
+  }
+  CudaGemmLt* lt() {  // made on first use: fp32 runs never allocate its workspace
+    if (!lt_) MIRA_CHECK_OP(cuda_gemm_lt_create(&lt_, size_t(32) << 20));
+    return lt_;
+  }
+
   // The LoRA ops' helpers: the mask's words; whether the skinny kernel of this product shape takes the
   // mask (fp32 operands: adapters are never frozen; the mask covers the input's `elems` elements).
   static uint32_t* mask_bits(DInt bits) { return reinterpret_cast<uint32_t*>(P(bits)); }
@@ -489,6 +526,8 @@ class CudaBackend final : public Backend {
   __nv_bfloat16* ws16_ = nullptr;        // (ws16_size_) bf16 scratch
   int64_t ws16_size_ = 0;
   LoraScratch lora_scratch_;             // the composed LoRA ops' buffer (a block of blocks_)
+  CudaGemmLt* lt_ = nullptr;             // cuBLASLt (epilogue GEMMs), made on first use
+  bool use_epilogues_ = true;            // MIRA_CUDA_EPILOGUES=0 turns them off
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 // block are fibers on one OS thread that switch only at __syncthreads and warp-collective ops
 // (shuffles, __syncwarp, mma.sync, ldmatrix).
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -298,6 +299,19 @@ inline std::common_type_t<A, B> max(A a, B b) {
 #define cublasGemmEx mira_emu_cublasGemmEx
 #undef cublasGetStatusString
 #define cublasGetStatusString mira_emu_cublasGetStatusString
+// cuBLASLt: the subset kernels/cuda/gemm_lt.cu uses.
+#define cublasLtCreate mira_emu_cublasLtCreate
+#define cublasLtDestroy mira_emu_cublasLtDestroy
+#define cublasLtMatmulDescCreate mira_emu_cublasLtMatmulDescCreate
+#define cublasLtMatmulDescDestroy mira_emu_cublasLtMatmulDescDestroy
+#define cublasLtMatmulDescSetAttribute mira_emu_cublasLtMatmulDescSetAttribute
+#define cublasLtMatrixLayoutCreate mira_emu_cublasLtMatrixLayoutCreate
+#define cublasLtMatrixLayoutDestroy mira_emu_cublasLtMatrixLayoutDestroy
+#define cublasLtMatmulPreferenceCreate mira_emu_cublasLtMatmulPreferenceCreate
+#define cublasLtMatmulPreferenceDestroy mira_emu_cublasLtMatmulPreferenceDestroy
+#define cublasLtMatmulPreferenceSetAttribute mira_emu_cublasLtMatmulPreferenceSetAttribute
+#define cublasLtMatmulAlgoGetHeuristic mira_emu_cublasLtMatmulAlgoGetHeuristic
+#define cublasLtMatmul mira_emu_cublasLtMatmul
 
 cudaError_t mira_emu_cudaMalloc(void** p, size_t bytes);
 cudaError_t mira_emu_cudaFree(void* p);
@@ -343,3 +357,29 @@ cublasStatus_t mira_emu_cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cub
                                      cudaDataType b_type, int ldb, const void* beta, void* c, cudaDataType c_type,
                                      int ldc, cublasComputeType_t compute, cublasGemmAlgo_t algo);
 const char* mira_emu_cublasGetStatusString(cublasStatus_t s);
+
+cublasStatus_t mira_emu_cublasLtCreate(cublasLtHandle_t* h);
+cublasStatus_t mira_emu_cublasLtDestroy(cublasLtHandle_t h);
+cublasStatus_t mira_emu_cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* d, cublasComputeType_t compute,
+                                                 cudaDataType_t scale);
+cublasStatus_t mira_emu_cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d);
+cublasStatus_t mira_emu_cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr,
+                                                       const void* buf, size_t bytes);
+cublasStatus_t mira_emu_cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataType type, uint64_t rows,
+                                                   uint64_t cols, int64_t ld);
+cublasStatus_t mira_emu_cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l);
+cublasStatus_t mira_emu_cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* p);
+cublasStatus_t mira_emu_cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p);
+cublasStatus_t mira_emu_cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                             cublasLtMatmulPreferenceAttributes_t attr,
+                                                             const void* buf, size_t bytes);
+cublasStatus_t mira_emu_cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
+                                                       cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                                       cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dl,
+                                                       cublasLtMatmulPreference_t pref, int requested,
+                                                       cublasLtMatmulHeuristicResult_t results[], int* found);
+cublasStatus_t mira_emu_cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void* alpha, const void* a,
+                                       cublasLtMatrixLayout_t al, const void* b, cublasLtMatrixLayout_t bl,
+                                       const void* beta, const void* c, cublasLtMatrixLayout_t cl, void* dp,
+                                       cublasLtMatrixLayout_t dl, const cublasLtMatmulAlgo_t* algo, void* workspace,
+                                       size_t workspace_bytes, cudaStream_t stream);

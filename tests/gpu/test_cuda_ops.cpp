@@ -496,31 +496,45 @@ TEST_F(CudaVsCpu, Bf16GemmWithFrozenOperand) {
       }
 }
 
+// Three paths of the CUDA linear_forward: with a LoRA term (bias + LoRA written first, GEMM with
+// beta 1), without one (the bias in cuBLASLt's epilogue, y written once), and without one at a shape
+// cuBLASLt takes no kernel for (out = 83: leading dimensions not a multiple of 8 bytes, which the
+// emulated heuristic refuses; the composed fallback). y starts as NaN: no path may read it.
 TEST_F(CudaVsCpu, Bf16LinearForwardWithFrozenWeight) {
-  const int64_t n = 70, in = 96, out = 80, r = 4;
-  const float s = 2.0f;
-  const std::vector<float> hx = random_vec(n * in, 240), hw = random_vec(in * out, 241), hb = random_vec(out, 242),
-                           hu = random_vec(n * r, 243), hbl = random_vec(out * r, 244);
-  Twin x = f32(hx), w = f32(hw), bias = f32(hb), u = f32(hu), bl = f32(hbl), y = zeros(n * out);
-  cpu_->freeze_weights(w.c, WeightPrecision::BF16);
-  gpu_->freeze_weights(w.g, WeightPrecision::BF16);
-  cpu_->linear_forward(y.c, x.c, w.c, bias.c, u.c, bl.c, s, n, in, out, r);
-  gpu_->linear_forward(y.g, x.g, w.g, bias.g, u.g, bl.g, s, n, in, out, r);
-  expect_equal(x, "activation not rounded in place");
-  // y = bias + sum_in bf16(x) bf16(W) + s * sum_r u bl (fp32): per element the bound above over the
-  // in + r + 3 summed terms (the CPU may fuse the three steps into one pass, the GPU runs them in turn).
-  const std::vector<float> xr = bf16_rounded(hx), wr = bf16_rounded(hw), rc = host_cpu(y), rg = host_gpu(y);
-  const double ua = std::ldexp(1.0, -23);
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < out; ++j) {
-      double mag = std::fabs(hb[(size_t)j]);
-      for (int64_t l = 0; l < in; ++l) mag += std::fabs((double)xr[(size_t)(i * in + l)] * wr[(size_t)(l * out + j)]);
-      for (int64_t q = 0; q < r; ++q) mag += 2 * std::fabs((double)s * hu[(size_t)(i * r + q)] * hbl[(size_t)(j * r + q)]);
-      const size_t e = (size_t)(i * out + j);
-      bad += !(std::fabs((double)rg[e] - rc[e]) <= 2.0 * (double)(in + r + 3) * ua * mag);
-    }
-  EXPECT_EQ(bad, 0);
+  struct Case {
+    int64_t out, r;
+  };
+  for (const Case cs : {Case{80, 4}, Case{80, 0}, Case{83, 0}}) {
+    const int64_t n = 70, in = 96, out = cs.out, r = cs.r;
+    const float s = 2.0f;
+    const std::vector<float> hx = random_vec(n * in, 240), hw = random_vec(in * out, 241),
+                             hb = random_vec(out, 242), hu = random_vec(n * std::max<int64_t>(r, 1), 243),
+                             hbl = random_vec(out * std::max<int64_t>(r, 1), 244);
+    Twin x = f32(hx), w = f32(hw), bias = f32(hb), u = f32(hu), bl = f32(hbl),
+         y = f32(std::vector<float>((size_t)(n * out), std::nanf("")));
+    cpu_->freeze_weights(w.c, WeightPrecision::BF16);
+    gpu_->freeze_weights(w.g, WeightPrecision::BF16);
+    const DFloat uc = r ? u.c : DFloat(), ug = r ? u.g : DFloat(), blc = r ? bl.c : DFloat(), blg = r ? bl.g : DFloat();
+    cpu_->linear_forward(y.c, x.c, w.c, bias.c, uc, blc, s, n, in, out, r);
+    gpu_->linear_forward(y.g, x.g, w.g, bias.g, ug, blg, s, n, in, out, r);
+    expect_equal(x, "activation not rounded in place");
+    // y = bias + sum_in bf16(x) bf16(W) + s * sum_r u bl (fp32): per element the bound above over the
+    // in + r + 3 summed terms (the CPU may fuse the three steps into one pass, the GPU runs them in turn).
+    const std::vector<float> xr = bf16_rounded(hx), wr = bf16_rounded(hw), rc = host_cpu(y), rg = host_gpu(y);
+    const double ua = std::ldexp(1.0, -23);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < out; ++j) {
+        double mag = std::fabs(hb[(size_t)j]);
+        for (int64_t l = 0; l < in; ++l)
+          mag += std::fabs((double)xr[(size_t)(i * in + l)] * wr[(size_t)(l * out + j)]);
+        for (int64_t q = 0; q < r; ++q)
+          mag += 2 * std::fabs((double)s * hu[(size_t)(i * r + q)] * hbl[(size_t)(j * r + q)]);
+        const size_t e = (size_t)(i * out + j);
+        bad += !(std::fabs((double)rg[e] - rc[e]) <= 2.0 * (double)(in + r + 3) * ua * mag);
+      }
+    EXPECT_EQ(bad, 0) << "out " << out << ", r " << r;
+  }
 }
 
 // The LM head with a frozen wte (bf16 logits and dh GEMMs). Loss: as CudaLmHead, with the logits'

@@ -62,7 +62,8 @@ TEST(BackendCheck, CpuAgainstItselfPassesEveryOpExactly) {
                            "attention_forward(dropout, bf16)", "attention_backward(dropout, bf16)", "embedding_forward", "embedding_backward", "bias_broadcast",
                            "add+scale", "dropout", "colsum_accumulate", "sum", "sum_squares", "lm_head_ce(loss)",
                            "lm_head_ce(dh, dwte)", "adam_step", "gemm(NN, bf16 weight)", "gemm(NT, bf16 weight)",
-                           "linear_forward(lora, bf16 weight)", "lm_head_ce(bf16 wte)", "lora_down(dropout)",
+                           "linear_forward(lora, bf16 weight)", "linear_forward(bf16 weight)", "lm_head_ce(bf16 wte)",
+                           "lora_down(dropout)",
                            "lora_down_grad(dropout)", "lora_input_grad(dropout)", "lora_down/grad/input_grad"})
       EXPECT_NE(find_op(r, op), nullptr) << op;
     EXPECT_EQ(r.count_ok(), static_cast<int>(r.ops.size()));
