@@ -133,10 +133,15 @@ std::unique_ptr<Backend> try_cuda_backend(const Config& c, const Gpt2Config& mod
     } catch (const InternalError& e) {
       throw UserError(where_am_i() + ", GPU " + std::to_string(bind.device) + " (" + gpu.name + "): " + e.what());
     }
-    if (!rep.ok())
+    if (!rep.ok()) {
+      // Every failing op a bf16 one (bf16 base weights, tensor-core attention): the fp32 mode avoids them.
+      bool only_bf16 = true;
+      for (const BackendCheckOp& o : rep.ops) only_bf16 = only_bf16 && (o.ok || o.op.find("bf16") != std::string::npos);
       throw UserError(where_am_i() + ", GPU " + std::to_string(bind.device) + " (" + gpu.name +
                       "): the CUDA backend failed its start-up check against the CPU backend: " + rep.failures() +
+                      (only_bf16 ? " (only bf16-mode ops failed: model.base_precision = fp32 runs without them)" : "") +
                       " (please report this with `mira_hpc --version`)");
+    }
   });
   if (!why.empty()) return nullptr;
   log_info("backend: cuda; rank 0 on GPU %d %s (%s; %s%s); start-up check: %d ops within %.0e of the CPU backend "
