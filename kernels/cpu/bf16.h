@@ -28,4 +28,21 @@ void cpu_round_bf16(float* dst, const float* src, int64_t n);
 // A rows x cols block with leading dimension ld_src, rounded into dst (dense, leading dimension cols).
 void cpu_round_bf16_2d(float* dst, const float* src, int64_t rows, int64_t cols, int64_t ld_src);
 
+// bf16 storage (the upper 16 bits of an fp32 value, as uint16_t), for activations kept in bf16
+// (Backend DAct): narrow = bf16_round's bits (ties to even), widen = exact.
+inline uint16_t bf16_bits(float x) {
+  const float r = bf16_round(x);
+  uint32_t u;
+  std::memcpy(&u, &r, 4);
+  return (uint16_t)(u >> 16);
+}
+inline float bf16_value(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+void cpu_narrow_bf16(uint16_t* dst, const float* src, int64_t n);  // dst[i] = bf16_bits(src[i])
+void cpu_widen_bf16(float* dst, const uint16_t* src, int64_t n);   // dst[i] = bf16_value(src[i])
+
 }  // namespace mira

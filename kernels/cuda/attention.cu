@@ -524,6 +524,25 @@ CudaStatus cuda_attention_forward(cudaStream_t s, float* out, float* att, const 
   return forward_tiles<128, 32, 32>(s, out, lse, qkv, b, t, c, nh, scale, drop, ks);
 }
 
+CudaStatus cuda_attention_forward(cudaStream_t s, __nv_bfloat16* out, float* att, const float* qkv, int64_t b,
+                                  int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+  MIRA_CUDA_TRY(check_shape(b, t, c, nh));
+  if (b == 0 || t == 0) return CudaStatus{};
+  MIRA_CUDA_TRY(check_aligned(att, "attention bf16: the saved state att is not 16-byte aligned"));
+  return cuda_attention_forward_bf16(s, out, att, qkv, b, t, c, nh, drop);
+}
+
+CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                   const __nv_bfloat16* out, const float* att, int64_t b, int64_t t, int64_t c,
+                                   int64_t nh, const CudaDropout& drop, __nv_bfloat16* ws16) {
+  MIRA_CUDA_TRY(check_shape(b, t, c, nh));
+  if (b == 0 || t == 0) return CudaStatus{};
+  MIRA_CUDA_TRY(check_aligned(att, "attention bf16: the saved state att is not 16-byte aligned"));
+  MIRA_CUDA_TRY(check_aligned(ws16, "attention bf16: the workspace (cuda_attention_bf16_workspace) is missing or not "
+                                    "16-byte aligned"));
+  return cuda_attention_backward_bf16(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
+}
+
 CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* qkv,
                                    const float* out, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop, bool bf16, __nv_bfloat16* ws16) {

@@ -60,6 +60,15 @@ CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, 
                                    const float* out, const float* att, int64_t b, int64_t t, int64_t c, int64_t nh,
                                    const CudaDropout& drop, bool bf16 = false, __nv_bfloat16* ws16 = nullptr);
 
+// The bf16 mode with out stored in bf16 (bf16 activations, Backend DAct): out = the fp32 result
+// rounded to nearest even, and the backward's D = rowsum(bf16(dout) * out) from those values. The
+// tensor-core kernels only (there is no fp32-mode variant).
+CudaStatus cuda_attention_forward(cudaStream_t s, __nv_bfloat16* out, float* att, const float* qkv, int64_t b,
+                                  int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
+CudaStatus cuda_attention_backward(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                   const __nv_bfloat16* out, const float* att, int64_t b, int64_t t, int64_t c,
+                                   int64_t nh, const CudaDropout& drop, __nv_bfloat16* ws16);
+
 // The tensor-core kernels (attention_bf16.cu) behind bf16 = true; shapes, att and ws16 already
 // checked, b, t > 0.
 CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
@@ -67,5 +76,10 @@ CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, c
 CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
                                         const float* out, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
                                         int64_t c, int64_t nh, const CudaDropout& drop);
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, __nv_bfloat16* out, float* att, const float* qkv, int64_t b,
+                                       int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
+CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                        const __nv_bfloat16* out, const float* att, __nv_bfloat16* ws16, int64_t b,
+                                        int64_t t, int64_t c, int64_t nh, const CudaDropout& drop);
 
 }  // namespace mira

@@ -202,10 +202,16 @@ __device__ inline void to_a_frags(uint32_t (&a)[KK][4], const float (&v)[2 * KK]
   }
 }
 
+// The attention output in fp32 or bf16 storage (bf16 activations, Backend DAct: rounded to nearest).
+__device__ inline void store_out(float* p, float v) { *p = v; }
+__device__ inline void store_out(bf16* p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ inline float load_out(const float* p) { return *p; }
+__device__ inline float load_out(const bf16* p) { return __bfloat162float(*p); }
+
 // Warp-level: the (16, D) accumulator into rows r0..r0+15 (those < t), columns < hd, of g
 // (leading dimension ld; g points at the head's column 0 of row 0).
-template <int D>
-__device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, int64_t ld, int64_t r0, int64_t t, int hd) {
+template <int D, typename TO>
+__device__ inline void write_rows(const float (&acc)[D / 8][4], TO* g, int64_t ld, int64_t r0, int64_t t, int hd) {
   const int lane = threadIdx.x % WARP;
 #pragma unroll
   for (int dd = 0; dd < D / 8; ++dd)
@@ -214,7 +220,7 @@ __device__ inline void write_rows(const float (&acc)[D / 8][4], float* g, int64_
       const int64_t r = r0 + lane / 4 + 8 * (e / 2);
       const int col = 8 * dd + 2 * (lane % 4) + e % 2;
       if (r >= t || col >= hd) continue;
-      g[r * ld + col] = acc[dd][e];
+      store_out(g + r * ld + col, acc[dd][e]);
     }
 }
 
@@ -295,9 +301,9 @@ __device__ inline void dropped_probabilities(float (&s)[8][4], const int64_t (&r
     }
 }
 
-template <int D>
+template <int D, typename TO>
 __global__ void __launch_bounds__(NT)
-    k_bf16_forward(float* out, float* lse, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
+    k_bf16_forward(TO* out, float* lse, const bf16* q16, const bf16* k16, const bf16* v16, int64_t t,
                    int64_t tp, int64_t c, int64_t nh, int hd, float scale, CudaDropout drop, float keep_scale) {
   using G = Geo<D>;
   extern __shared__ float4 smem4[];
@@ -367,11 +373,12 @@ __global__ void __launch_bounds__(NT)
   if (threadIdx.x % 4 == 0)
     for (int r = 0; r < 2; ++r)
       if (row[r] < t) lse[bh * t + row[r]] = m[r] + logf(l[r]);
-  write_rows<D>(o, out + bi * t * c + h * hd, c, iw, t, hd);
+  write_rows<D, TO>(o, out + bi * t * c + h * hd, c, iw, t, hd);
 }
 
 // D[bh*T + i] = sum_{d < hd} bf16(dout[bi, i, h*hd + d]) * o[bi, i, h*hd + d]; one warp per row.
-__global__ void k_bf16_row_dot(float* dsum, const float* dout, const float* o, int64_t rows, int64_t t, int64_t c,
+template <typename TO>
+__global__ void k_bf16_row_dot(float* dsum, const float* dout, const TO* o, int64_t rows, int64_t t, int64_t c,
                                int64_t nh, int hd) {
   const int64_t r = blockIdx.x * (int64_t)(BLOCK / WARP) + threadIdx.x / WARP;
   const int lane = threadIdx.x % WARP;
@@ -379,7 +386,8 @@ __global__ void k_bf16_row_dot(float* dsum, const float* dout, const float* o, i
   const int64_t bh = r / t, i = r % t, bi = bh / nh, h = bh % nh;
   const int64_t off = (bi * t + i) * c + h * hd;
   float s = 0.0f;
-  for (int d = lane; d < hd; d += WARP) s += __bfloat162float(__float2bfloat16_rn(dout[off + d])) * o[off + d];
+  for (int d = lane; d < hd; d += WARP)
+    s += __bfloat162float(__float2bfloat16_rn(dout[off + d])) * load_out(o + off + d);
   s = warp_sum(s);
   if (lane == 0) dsum[r] = s;
 }
@@ -597,15 +605,15 @@ int64_t packed_qkv_floats(int64_t b, int64_t t, int64_t c, int64_t nh) {
   return 3 * b * nh * padded_len(t) * padded_head_dim(c / nh) / 2;
 }
 
-template <int D>
-CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t, int64_t c,
+template <int D, typename TO>
+CudaStatus forward_d(cudaStream_t s, TO* out, float* att, const float* qkv, int64_t b, int64_t t, int64_t c,
                      int64_t nh, const CudaDropout& drop) {
   const int64_t hd = c / nh, tp = padded_len(t), per = b * nh * tp * D;
   const float scale = 1.0f / std::sqrt((float)hd);  // as the CPU: (T)1 / std::sqrt((T)hd)
   bf16* qkv16 = reinterpret_cast<bf16*>(att);      // kept for the backward
   float* lse = att + packed_qkv_floats(b, t, c, nh);
   MIRA_CUDA_TRY(pack_heads<D>(s, qkv16, qkv, 3 * c, 3, b, t, c, nh, "attention bf16 q/k/v packing kernel"));
-  auto kernel = k_bf16_forward<D>;
+  auto kernel = k_bf16_forward<D, TO>;
   MIRA_CUDA_TRY(allow_smem(kernel, Geo<D>::FWD, "attention bf16 forward shared-memory attribute"));
   const dim3 grid((unsigned)(b * nh), (unsigned)(tp / BR));
   kernel<<<grid, NT, Geo<D>::FWD, s>>>(out, lse, qkv16, qkv16 + per, qkv16 + 2 * per, t, tp, c, nh, (int)hd, scale,
@@ -613,8 +621,8 @@ CudaStatus forward_d(cudaStream_t s, float* out, float* att, const float* qkv, i
   return cuda_status_launch("attention bf16 forward kernel");
 }
 
-template <int D>
-CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const float* out,
+template <int D, typename TO>
+CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const TO* out,
                       const float* att, bf16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
                       const CudaDropout& drop) {
   using G = Geo<D>;
@@ -624,7 +632,7 @@ CudaStatus backward_d(cudaStream_t s, float* dqkv, float* scratch, const float* 
   const float* lse = att + packed_qkv_floats(b, t, c, nh);
   float* dsum = scratch;
   MIRA_CUDA_TRY(pack_heads<D>(s, ws16, dout, c, 1, b, t, c, nh, "attention bf16 dout packing kernel"));
-  k_bf16_row_dot<<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
+  k_bf16_row_dot<TO><<<grid_for(rows, BLOCK / WARP), BLOCK, 0, s>>>(dsum, dout, out, rows, t, c, nh, (int)hd);
   MIRA_CUDA_TRY(cuda_status_launch("attention bf16 backward row-dot kernel"));
   const float ks = keep_scale_of(drop);
   auto dkv = k_bf16_backward_dkv<D>;
@@ -650,9 +658,11 @@ int64_t cuda_attention_bf16_saved_floats(int64_t b, int64_t t, int64_t c, int64_
   return packed_qkv_floats(b, t, c, nh) + b * nh * t;
 }
 
-// Shapes are checked by the callers (cuda_attention_forward/backward, attention.cu); b, t > 0.
-CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
-                                       int64_t c, int64_t nh, const CudaDropout& drop) {
+namespace {
+
+template <typename TO>
+CudaStatus forward_any(cudaStream_t s, TO* out, float* att, const float* qkv, int64_t b, int64_t t, int64_t c,
+                       int64_t nh, const CudaDropout& drop) {
   switch (padded_head_dim(c / nh)) {
     case 32: return forward_d<32>(s, out, att, qkv, b, t, c, nh, drop);
     case 64: return forward_d<64>(s, out, att, qkv, b, t, c, nh, drop);
@@ -660,14 +670,38 @@ CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, c
   }
 }
 
-CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
-                                        const float* out, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
-                                        int64_t c, int64_t nh, const CudaDropout& drop) {
+template <typename TO>
+CudaStatus backward_any(cudaStream_t s, float* dqkv, float* scratch, const float* dout, const TO* out,
+                        const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t, int64_t c, int64_t nh,
+                        const CudaDropout& drop) {
   switch (padded_head_dim(c / nh)) {
     case 32: return backward_d<32>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
     case 64: return backward_d<64>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
     default: return backward_d<128>(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
   }
+}
+
+}  // namespace
+
+// Shapes are checked by the callers (cuda_attention_forward/backward, attention.cu); b, t > 0.
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, float* out, float* att, const float* qkv, int64_t b, int64_t t,
+                                       int64_t c, int64_t nh, const CudaDropout& drop) {
+  return forward_any(s, out, att, qkv, b, t, c, nh, drop);
+}
+CudaStatus cuda_attention_forward_bf16(cudaStream_t s, __nv_bfloat16* out, float* att, const float* qkv, int64_t b,
+                                       int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+  return forward_any(s, out, att, qkv, b, t, c, nh, drop);
+}
+
+CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                        const float* out, const float* att, __nv_bfloat16* ws16, int64_t b, int64_t t,
+                                        int64_t c, int64_t nh, const CudaDropout& drop) {
+  return backward_any(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
+}
+CudaStatus cuda_attention_backward_bf16(cudaStream_t s, float* dqkv, float* scratch, const float* dout,
+                                        const __nv_bfloat16* out, const float* att, __nv_bfloat16* ws16, int64_t b,
+                                        int64_t t, int64_t c, int64_t nh, const CudaDropout& drop) {
+  return backward_any(s, dqkv, scratch, dout, out, att, ws16, b, t, c, nh, drop);
 }
 
 }  // namespace mira

@@ -25,7 +25,18 @@ __global__ void k_convert_bf16_2d(__nv_bfloat16* dst, const float* src, int64_t 
     dst[e] = __float2bfloat16_rn(src[(e / cols) * ld + e % cols]);
 }
 
+__global__ void k_widen_bf16(float* dst, const __nv_bfloat16* src, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dst[i] = __bfloat162float(src[i]);
+}
+
 }  // namespace
+
+CudaStatus cuda_widen_bf16(cudaStream_t s, float* dst, const __nv_bfloat16* src, int64_t n) {
+  if (n <= 0) return CudaStatus{};
+  k_widen_bf16<<<capped(n), BLOCK, 0, s>>>(dst, src, n);
+  return cuda_status_launch("widen bf16 kernel");
+}
 
 CudaStatus cuda_freeze_bf16(cudaStream_t s, float* w, __nv_bfloat16* out, int64_t n) {
   if (n <= 0) return CudaStatus{};

@@ -59,55 +59,109 @@ __device__ inline float gelu_bwd(float dy, float v) {
 // aligned (vec; the group count is then n / 4 and the tail is done element by element), else 4
 // scalar elements per step. Four independent tanh per thread hide the latency of the division;
 // the per-element operations are unchanged (bitwise equal to the CPU).
-__global__ void k_gelu_forward(float* y, const float* x, int64_t n, bool vec) {
+// Element access for fp32 and bf16 storage (bf16 activations, Backend DAct): groups of 4 as one
+// 16-byte (fp32) or 8-byte (bf16) access; a bf16 store rounds to nearest even.
+struct alignas(8) Bf16x4 {
+  __nv_bfloat16 h[4];
+};
+__device__ inline float load1(const float* p) { return *p; }
+__device__ inline float load1(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ inline void store1(float* p, float v) { *p = v; }
+__device__ inline void store1(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ inline void load4(const float* p, int64_t g, float* v) {
+  const float4 t = reinterpret_cast<const float4*>(p)[g];
+  v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+__device__ inline void load4(const __nv_bfloat16* p, int64_t g, float* v) {
+  const Bf16x4 t = reinterpret_cast<const Bf16x4*>(p)[g];
+  for (int k = 0; k < 4; ++k) v[k] = __bfloat162float(t.h[k]);
+}
+__device__ inline void store4(float* p, int64_t g, const float* v) {
+  reinterpret_cast<float4*>(p)[g] = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ inline void store4(__nv_bfloat16* p, int64_t g, const float* v) {
+  Bf16x4 t;
+  for (int k = 0; k < 4; ++k) t.h[k] = __float2bfloat16_rn(v[k]);
+  reinterpret_cast<Bf16x4*>(p)[g] = t;
+}
+template <typename T>
+bool aligned_group(const T* p) {  // a group of 4 elements is one aligned access
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
+
+template <typename TY, typename TX>
+__global__ void k_gelu_forward(TY* y, const TX* x, int64_t n, bool vec) {
   const int64_t groups = vec ? n / 4 : (n + 3) / 4;
   for (int64_t g = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < groups; g += (int64_t)gridDim.x * blockDim.x) {
     if (vec) {
-      float4 v = reinterpret_cast<const float4*>(x)[g];
-      v.x = gelu_fwd(v.x), v.y = gelu_fwd(v.y), v.z = gelu_fwd(v.z), v.w = gelu_fwd(v.w);
-      reinterpret_cast<float4*>(y)[g] = v;
+      float v[4];
+      load4(x, g, v);
+      for (int k = 0; k < 4; ++k) v[k] = gelu_fwd(v[k]);
+      store4(y, g, v);
     } else {
-      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) y[i] = gelu_fwd(x[i]);
+      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) store1(y + i, gelu_fwd(load1(x + i)));
     }
   }
-  if (vec && blockIdx.x == 0 && threadIdx.x < n % 4) {  // the tail after the float4 groups
+  if (vec && blockIdx.x == 0 && threadIdx.x < n % 4) {  // the tail after the vector groups
     const int64_t i = n / 4 * 4 + threadIdx.x;
-    y[i] = gelu_fwd(x[i]);
+    store1(y + i, gelu_fwd(load1(x + i)));
   }
 }
 
-__global__ void k_gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool vec) {
+template <typename TX>
+__global__ void k_gelu_backward(float* dx, const float* dy, const TX* x, int64_t n, bool vec) {
   const int64_t groups = vec ? n / 4 : (n + 3) / 4;
   for (int64_t g = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; g < groups; g += (int64_t)gridDim.x * blockDim.x) {
     if (vec) {
-      const float4 v = reinterpret_cast<const float4*>(x)[g];
-      float4 d = reinterpret_cast<const float4*>(dy)[g];
-      d.x = gelu_bwd(d.x, v.x), d.y = gelu_bwd(d.y, v.y), d.z = gelu_bwd(d.z, v.z), d.w = gelu_bwd(d.w, v.w);
-      reinterpret_cast<float4*>(dx)[g] = d;
+      float v[4], d[4];
+      load4(x, g, v);
+      load4(dy, g, d);
+      for (int k = 0; k < 4; ++k) d[k] = gelu_bwd(d[k], v[k]);
+      store4(dx, g, d);
     } else {
-      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) dx[i] = gelu_bwd(dy[i], x[i]);
+      for (int64_t i = 4 * g; i < 4 * g + 4 && i < n; ++i) dx[i] = gelu_bwd(dy[i], load1(x + i));
     }
   }
   if (vec && blockIdx.x == 0 && threadIdx.x < n % 4) {
     const int64_t i = n / 4 * 4 + threadIdx.x;
-    dx[i] = gelu_bwd(dy[i], x[i]);
+    dx[i] = gelu_bwd(dy[i], load1(x + i));
   }
 }
 
 constexpr int64_t MAX_GRID = 132 * 16;  // grid-stride cap: 16 blocks of 256 per H100 SM
 
-}  // namespace
-
-CudaStatus cuda_gelu_forward(cudaStream_t s, float* y, const float* x, int64_t n) {
-  const bool vec = aligned16(y) && aligned16(x);
-  k_gelu_forward<<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(y, x, n, vec);
+template <typename TY, typename TX>
+CudaStatus gelu_forward(cudaStream_t s, TY* y, const TX* x, int64_t n) {
+  const bool vec = aligned_group(y) && aligned_group(x);
+  k_gelu_forward<TY, TX><<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(y, x, n, vec);
   return cuda_status_launch("gelu_forward kernel");
 }
 
-CudaStatus cuda_gelu_backward(cudaStream_t s, float* dx, const float* dy, const float* x, int64_t n) {
-  const bool vec = aligned16(dx) && aligned16(dy) && aligned16(x);
-  k_gelu_backward<<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(dx, dy, x, n, vec);
+template <typename TX>
+CudaStatus gelu_backward(cudaStream_t s, float* dx, const float* dy, const TX* x, int64_t n) {
+  const bool vec = aligned_group(dx) && aligned_group(dy) && aligned_group(x);
+  k_gelu_backward<TX><<<(unsigned)std::min<int64_t>(grid_for((n + 3) / 4), MAX_GRID), BLOCK, 0, s>>>(dx, dy, x, n,
+                                                                                                      vec);
   return cuda_status_launch("gelu_backward kernel");
+}
+
+}  // namespace
+
+CudaStatus cuda_gelu_forward(cudaStream_t s, float* y, const float* x, int64_t n) { return gelu_forward(s, y, x, n); }
+CudaStatus cuda_gelu_forward(cudaStream_t s, __nv_bfloat16* y, const float* x, int64_t n) {
+  return gelu_forward(s, y, x, n);
+}
+CudaStatus cuda_gelu_forward(cudaStream_t s, float* y, const __nv_bfloat16* x, int64_t n) {
+  return gelu_forward(s, y, x, n);
+}
+CudaStatus cuda_gelu_forward(cudaStream_t s, __nv_bfloat16* y, const __nv_bfloat16* x, int64_t n) {
+  return gelu_forward(s, y, x, n);
+}
+CudaStatus cuda_gelu_backward(cudaStream_t s, float* dx, const float* dy, const float* x, int64_t n) {
+  return gelu_backward(s, dx, dy, x, n);
+}
+CudaStatus cuda_gelu_backward(cudaStream_t s, float* dx, const float* dy, const __nv_bfloat16* x, int64_t n) {
+  return gelu_backward(s, dx, dy, x, n);
 }
 
 }  // namespace mira

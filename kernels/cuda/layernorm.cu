@@ -13,8 +13,12 @@ constexpr int64_t PARAM_ROWS = 256;  // rows per partial in the parameter-gradie
 
 // kResidual: x = a + r is formed in the first pass and written to `sum` (each lane later reads back
 // only the elements it wrote, so no synchronisation is needed); otherwise x is read.
-template <bool kResidual>
-__global__ void k_ln_forward(float* y, float* mean, float* rstd, const float* x, const float* w, const float* b,
+__device__ inline void store_y(float* p, float v) { *p = v; }
+__device__ inline void store_y(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// TY: the output's storage (fp32, or bf16 = the fp32 value rounded to nearest even).
+template <bool kResidual, typename TY>
+__global__ void k_ln_forward(TY* y, float* mean, float* rstd, const float* x, const float* w, const float* b,
                              int64_t n, int64_t c, float eps, float* sum, const float* a, const float* res) {
   const int64_t row = blockIdx.x * (int64_t)ROWS_PER_BLOCK + threadIdx.x / WARP;
   const int lane = threadIdx.x % WARP;
@@ -31,8 +35,8 @@ __global__ void k_ln_forward(float* y, float* mean, float* rstd, const float* x,
   for (int64_t j = lane; j < c; j += WARP) v += (xi[j] - m) * (xi[j] - m);
   v = warp_sum(v) / (float)c;
   const float r = 1.0f / sqrtf(v + eps);
-  float* yi = y + row * c;
-  for (int64_t j = lane; j < c; j += WARP) yi[j] = (xi[j] - m) * r * w[j] + b[j];
+  TY* yi = y + row * c;
+  for (int64_t j = lane; j < c; j += WARP) store_y(yi + j, (xi[j] - m) * r * w[j] + b[j]);
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = r;
@@ -93,24 +97,44 @@ __global__ void k_ln_param_combine(float* dw, float* db, const float* partial, i
 
 int64_t param_blocks(int64_t n) { return std::max<int64_t>(1, (n + PARAM_ROWS - 1) / PARAM_ROWS); }
 
+template <typename TY>
+CudaStatus layernorm_forward(cudaStream_t s, TY* y, float* mean, float* rstd, const float* x, const float* w,
+                             const float* b, int64_t n, int64_t c, double eps) {
+  if (n == 0) return CudaStatus{};
+  k_ln_forward<false, TY><<<grid_for(n, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+      y, mean, rstd, x, w, b, n, c, (float)eps, nullptr, nullptr, nullptr);
+  return cuda_status_launch("layernorm_forward kernel");
+}
+
+template <typename TY>
+CudaStatus residual_layernorm_forward(cudaStream_t s, float* sum, TY* y, float* mean, float* rstd, const float* a,
+                                      const float* r, const float* w, const float* b, int64_t n, int64_t c,
+                                      double eps) {
+  if (n == 0) return CudaStatus{};
+  k_ln_forward<true, TY><<<grid_for(n, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+      y, mean, rstd, nullptr, w, b, n, c, (float)eps, sum, a, r);
+  return cuda_status_launch("residual_layernorm_forward kernel");
+}
+
 }  // namespace
 
 CudaStatus cuda_layernorm_forward(cudaStream_t s, float* y, float* mean, float* rstd, const float* x, const float* w,
                                   const float* b, int64_t n, int64_t c, double eps) {
-  if (n == 0) return CudaStatus{};
-  k_ln_forward<false><<<grid_for(n, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(y, mean, rstd, x, w, b, n, c,
-                                                                                     (float)eps, nullptr, nullptr,
-                                                                                     nullptr);
-  return cuda_status_launch("layernorm_forward kernel");
+  return layernorm_forward(s, y, mean, rstd, x, w, b, n, c, eps);
 }
-
+CudaStatus cuda_layernorm_forward(cudaStream_t s, __nv_bfloat16* y, float* mean, float* rstd, const float* x,
+                                  const float* w, const float* b, int64_t n, int64_t c, double eps) {
+  return layernorm_forward(s, y, mean, rstd, x, w, b, n, c, eps);
+}
 CudaStatus cuda_residual_layernorm_forward(cudaStream_t s, float* sum, float* y, float* mean, float* rstd,
                                            const float* a, const float* r, const float* w, const float* b, int64_t n,
                                            int64_t c, double eps) {
-  if (n == 0) return CudaStatus{};
-  k_ln_forward<true><<<grid_for(n, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(y, mean, rstd, nullptr, w, b, n, c,
-                                                                                    (float)eps, sum, a, r);
-  return cuda_status_launch("residual_layernorm_forward kernel");
+  return residual_layernorm_forward(s, sum, y, mean, rstd, a, r, w, b, n, c, eps);
+}
+CudaStatus cuda_residual_layernorm_forward(cudaStream_t s, float* sum, __nv_bfloat16* y, float* mean, float* rstd,
+                                           const float* a, const float* r, const float* w, const float* b, int64_t n,
+                                           int64_t c, double eps) {
+  return residual_layernorm_forward(s, sum, y, mean, rstd, a, r, w, b, n, c, eps);
 }
 
 int64_t cuda_layernorm_backward_scratch(int64_t n, int64_t c) { return param_blocks(n) * 2 * c; }

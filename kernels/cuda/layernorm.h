@@ -8,6 +8,8 @@
 // The row sums use a warp butterfly instead of the CPU's sequential order: results agree to
 // float rounding (about 1e-6 relative), not bitwise.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 #include "kernels/cuda/status.h"
@@ -20,6 +22,14 @@ CudaStatus cuda_layernorm_forward(cudaStream_t s, float* y, float* mean, float* 
 // sum (N, C) = a + r (round-to-nearest add, as the CPU), then the forward above on sum, in one kernel
 // (one warp per row); sum may alias a or r.
 CudaStatus cuda_residual_layernorm_forward(cudaStream_t s, float* sum, float* y, float* mean, float* rstd,
+                                           const float* a, const float* r, const float* w, const float* b, int64_t n,
+                                           int64_t c, double eps);
+
+// The same with y stored in bf16 (bf16 activations, Backend DAct): each y element is the fp32 value
+// above rounded to nearest even; mean, rstd and sum stay fp32.
+CudaStatus cuda_layernorm_forward(cudaStream_t s, __nv_bfloat16* y, float* mean, float* rstd, const float* x,
+                                  const float* w, const float* b, int64_t n, int64_t c, double eps);
+CudaStatus cuda_residual_layernorm_forward(cudaStream_t s, float* sum, __nv_bfloat16* y, float* mean, float* rstd,
                                            const float* a, const float* r, const float* w, const float* b, int64_t n,
                                            int64_t c, double eps);
 

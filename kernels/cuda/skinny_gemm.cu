@@ -21,6 +21,10 @@ __device__ inline float masked(float v, const uint32_t* mask, int64_t idx, float
   return (mask[idx >> 5] >> (idx & 31)) & 1u ? __fmul_rn(v, keep_scale) : 0.0f;
 }
 
+// An operand element in fp32 or bf16 storage (SkinnyBf16: the bf16 activation read in place).
+__device__ inline float elem(const float* p, int64_t i) { return p[i]; }
+__device__ inline float elem(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+
 // The register width for a small dimension s <= CUDA_SKINNY_MAX: 16, 32 or 64.
 int width_for(int64_t s) { return s <= 16 ? 16 : s <= 32 ? 32 : 64; }
 
@@ -32,8 +36,8 @@ int width_for(int64_t s) { return s <= 16 ? 16 : s <= 32 ? 32 : 64; }
 // k indices l mod 32 in ascending order.
 // mask (non-null): A's element (i, kk) is read as dropout_keep ? a * keep_scale : 0, with the keep
 // flag bit (i k + kk) of the packed mask (the LoRA-input dropout, fused: no dropped-out copy of A).
-template <int R>
-__global__ void k_thin_output(float* c, const float* a, const float* b, int64_t m, int n, int64_t k, int64_t lda,
+template <int R, typename TA>
+__global__ void k_thin_output(float* c, const TA* a, const float* b, int64_t m, int n, int64_t k, int64_t lda,
                               int64_t ldb, int64_t ldc, bool tb, float alpha, float beta, const uint32_t* mask,
                               float keep_scale) {
   constexpr int ROWS = 64 / R;   // 64 accumulators per lane
@@ -61,7 +65,7 @@ __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t 
       for (int q = 0; q < R; ++q) bv[q] = sb[kk][q];
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {
-        float av = i0 + r < m ? a[(i0 + r) * lda + k0 + kk] : 0.0f;
+        float av = i0 + r < m ? elem(a, (i0 + r) * lda + k0 + kk) : 0.0f;
         if (mask) av = masked(av, mask, (i0 + r) * k + k0 + kk, keep_scale);
 #pragma unroll
         for (int q = 0; q < R; ++q) acc[r][q] = fmaf(av, bv[q], acc[r][q]);
@@ -87,8 +91,8 @@ __global__ void k_thin_output(float* c, const float* a, const float* b, int64_t 
 // and every q < s <= R. The chunk's small rows are staged in shared memory.
 // mask (non-null): big's element (kk, j) is read through the packed dropout mask, bit kk g + j (as
 // k_thin_output's A).
-template <int R>
-__global__ void k_long_k_partial(float* partial, const float* big, int64_t ldg, const float* small, int64_t lds,
+template <int R, typename TG>
+__global__ void k_long_k_partial(float* partial, const TG* big, int64_t ldg, const float* small, int64_t lds,
                                  int64_t k, int64_t g, int s, const uint32_t* mask, float keep_scale) {
   __shared__ float ss[LK_KCH][R];
   const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -104,7 +108,7 @@ __global__ void k_long_k_partial(float* partial, const float* big, int64_t ldg, 
 #pragma unroll
   for (int q = 0; q < R; ++q) acc[q] = 0.0f;
   for (int64_t kk = 0; kk < rows; ++kk) {
-    float v = big[(k0 + kk) * ldg + j];
+    float v = elem(big, (k0 + kk) * ldg + j);
     if (mask) v = masked(v, mask, (k0 + kk) * g + j, keep_scale);
 #pragma unroll
     for (int q = 0; q < R; ++q) acc[q] = fmaf(v, ss[kk][q], acc[q]);
@@ -217,16 +221,53 @@ bool cuda_skinny_gemm_takes_mask(const SkinnyMask& mask, bool ta, bool tb, int64
   return false;
 }
 
+namespace {
+
+template <typename TA>
+void launch_thin_output(cudaStream_t s, int w, unsigned grid, float* c, const TA* a, const float* b, int64_t m, int n,
+                        int64_t k, int64_t lda, int64_t ldb, int64_t ldc, bool tb, float alpha, float beta,
+                        const uint32_t* mb, float ks) {
+  const int nt = TO_WARPS * WARP;
+  if (w == 16) k_thin_output<16, TA><<<grid, nt, 0, s>>>(c, a, b, m, n, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+  if (w == 32) k_thin_output<32, TA><<<grid, nt, 0, s>>>(c, a, b, m, n, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+  if (w == 64) k_thin_output<64, TA><<<grid, nt, 0, s>>>(c, a, b, m, n, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+}
+
+template <typename TG>
+void launch_long_k_partial(cudaStream_t s, int w, dim3 grid, float* partial, const TG* big, int64_t ldg,
+                           const float* small, int64_t lds, int64_t k, int64_t g, int sm, const uint32_t* mb,
+                           float ks) {
+  if (w == 16) k_long_k_partial<16, TG><<<grid, BLOCK, 0, s>>>(partial, big, ldg, small, lds, k, g, sm, mb, ks);
+  if (w == 32) k_long_k_partial<32, TG><<<grid, BLOCK, 0, s>>>(partial, big, ldg, small, lds, k, g, sm, mb, ks);
+  if (w == 64) k_long_k_partial<64, TG><<<grid, BLOCK, 0, s>>>(partial, big, ldg, small, lds, k, g, sm, mb, ks);
+}
+
+CudaStatus invalid_call(const char* why) {
+  CudaStatus st;
+  st.step = why;
+  st.cuda = cudaErrorInvalidValue;
+  return st;
+}
+
+}  // namespace
+
+bool cuda_skinny_gemm_takes_bf16(const SkinnyBf16& in16, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+  if (!in16.a && !in16.b) return true;
+  switch (family_of(ta, tb, m, n, k)) {
+    case Family::THIN_OUTPUT: return in16.a && !in16.b;
+    case Family::LONG_K: return in16.b && !in16.a && n > CUDA_SKINNY_MAX;  // B the big operand
+    default: return false;
+  }
+}
+
 CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                            int64_t ldc, float* scratch, const SkinnyMask& mk) {
+                            int64_t ldc, float* scratch, const SkinnyMask& mk, const SkinnyBf16& in16) {
   if (mk.bits && (!cuda_skinny_gemm_takes_mask(mk, ta, tb, m, n, k) ||
-                  (mk.where == SkinnyMask::ACCUMULATE && beta != 1.0f))) {
-    CudaStatus st;
-    st.step = "skinny gemm: the dropout mask does not apply to this shape (check cuda_skinny_gemm_takes_mask)";
-    st.cuda = cudaErrorInvalidValue;
-    return st;
-  }
+                  (mk.where == SkinnyMask::ACCUMULATE && beta != 1.0f)))
+    return invalid_call("skinny gemm: the dropout mask does not apply to this shape (check cuda_skinny_gemm_takes_mask)");
+  if (!cuda_skinny_gemm_takes_bf16(in16, ta, tb, m, n, k))
+    return invalid_call("skinny gemm: a bf16 operand this shape does not take (check cuda_skinny_gemm_takes_bf16)");
   const uint32_t* mb = mk.bits;
   const float ks = mk.keep_scale;
   switch (family_of(ta, tb, m, n, k)) {
@@ -234,10 +275,10 @@ CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t
       const int w = width_for(n);
       const int64_t rows_per_block = (int64_t)TO_WARPS * (64 / w);
       const unsigned grid = (unsigned)((m + rows_per_block - 1) / rows_per_block);
-      const int nn = (int)n, nt = TO_WARPS * WARP;
-      if (w == 16) k_thin_output<16><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
-      if (w == 32) k_thin_output<32><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
-      if (w == 64) k_thin_output<64><<<grid, nt, 0, s>>>(c, a, b, m, nn, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+      if (in16.a)
+        launch_thin_output(s, w, grid, c, in16.a, b, m, (int)n, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
+      else
+        launch_thin_output(s, w, grid, c, a, b, m, (int)n, k, lda, ldb, ldc, tb, alpha, beta, mb, ks);
       return cuda_status_launch("skinny gemm (thin output) kernel");
     }
     case Family::RANK_UPDATE:
@@ -256,9 +297,10 @@ CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t
       const int64_t chunks = long_k_chunks(k);
       const dim3 grid((unsigned)((g + BLOCK - 1) / BLOCK), (unsigned)chunks);
       const int w = width_for(sm);
-      if (w == 16) k_long_k_partial<16><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
-      if (w == 32) k_long_k_partial<32><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
-      if (w == 64) k_long_k_partial<64><<<grid, BLOCK, 0, s>>>(scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
+      if (in16.b)
+        launch_long_k_partial(s, w, grid, scratch, in16.b, ldg, small, lds, k, g, sm, bmask, ks);
+      else
+        launch_long_k_partial(s, w, grid, scratch, big, ldg, small, lds, k, g, sm, bmask, ks);
       CudaStatus st = cuda_status_launch("skinny gemm (long k, partial sums) kernel");
       if (!st.ok()) return st;
       k_long_k_reduce<<<grid_for((int64_t)sm * g), BLOCK, 0, s>>>(c, scratch, chunks, g, sm, ldc, small_is_n, alpha,
@@ -268,10 +310,7 @@ CudaStatus cuda_skinny_gemm(cudaStream_t s, bool ta, bool tb, int64_t m, int64_t
     case Family::NONE:
       break;
   }
-  CudaStatus st;
-  st.step = "skinny gemm: shape not handled (check cuda_skinny_gemm_applies first)";
-  st.cuda = cudaErrorInvalidValue;
-  return st;
+  return invalid_call("skinny gemm: shape not handled (check cuda_skinny_gemm_applies first)");
 }
 
 bool cuda_rank_update_bias_applies(int64_t m, int64_t n, int64_t k) {

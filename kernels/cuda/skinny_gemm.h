@@ -17,6 +17,8 @@
 // Every sum has a fixed order (no atomics): deterministic run to run; it differs from the CPU and
 // from cuBLAS only by fp32 summation order.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cstdint>
 
 #include "kernels/cuda/status.h"
@@ -54,12 +56,24 @@ struct SkinnyMask {
 // kernel family the shape selects must be the one that applies it there).
 bool cuda_skinny_gemm_takes_mask(const SkinnyMask& mask, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
 
+// The big operand in bf16 storage (bf16 activations, Backend DAct: the LoRA input x read in place,
+// each element exactly widened, the arithmetic unchanged): a = A of the thin-output kernel (u = x A^T),
+// b = B of the long-k kernel with a small m (gA = du^T x). The float pointer of that operand is then
+// ignored. Both null: fp32 operands.
+struct SkinnyBf16 {
+  const __nv_bfloat16* a = nullptr;
+  const __nv_bfloat16* b = nullptr;
+};
+bool cuda_skinny_gemm_takes_bf16(const SkinnyBf16& in16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+
 // C = alpha op(A) op(B) + beta C for a shape cuda_skinny_gemm_applies accepts; scratch holds
 // cuda_skinny_gemm_scratch floats. Leading dimensions in elements, as cuda_gemm. mask: see
-// SkinnyMask; a mask the shape cannot take (cuda_skinny_gemm_takes_mask) is an error.
+// SkinnyMask; a mask the shape cannot take (cuda_skinny_gemm_takes_mask) is an error, and so is a
+// bf16 operand it cannot take (cuda_skinny_gemm_takes_bf16).
 CudaStatus cuda_skinny_gemm(cudaStream_t s, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                            int64_t ldc, float* scratch, const SkinnyMask& mask = SkinnyMask{});
+                            int64_t ldc, float* scratch, const SkinnyMask& mask = SkinnyMask{},
+                            const SkinnyBf16& in16 = SkinnyBf16{});
 
 // The first half of a LoRA linear layer's forward (CudaBackend::linear_forward): C (m, n) =
 // alpha A (m, k) op(B) + bias (n) on every row, C written without being read, for the rank-update

@@ -1,8 +1,9 @@
 // The Backend interface: it owns device memory and runs every op of the model (DESIGN.md, Data
 // flow). Model code holds DSpan handles - (pointer, length) views that only a backend can open - and
 // moves data in and out with upload/download, so it never dereferences backend memory and a CUDA
-// backend slots in without touching model code. All ops are row-major float32 (storage; the bf16
-// modes round operands only: freeze_weights, AttentionPrecision); shapes in comments.
+// backend slots in without touching model code. All ops are row-major float32, except activations
+// (DAct: fp32 or bf16 storage); the bf16 weight and attention modes round operands only
+// (freeze_weights, AttentionPrecision). Shapes in comments.
 // Every op gives the same bits for any thread count (reductions over fixed blocks, in order).
 #pragma once
 #include <cstdint>
@@ -44,6 +45,35 @@ struct BackendAccess {
 using DFloat = DSpan<float>;
 using DInt = DSpan<int32_t>;
 
+// bfloat16 storage: the upper 16 bits of an fp32 value (8 exponent bits, 7 stored mantissa bits).
+struct Bf16 {
+  uint16_t bits;
+};
+using DBf16 = DSpan<Bf16>;
+
+// An activation tensor in fp32 or bf16 storage, for the ops that produce or read the model's saved
+// activations (layernorm_forward, linear_forward, lora_down, gelu_*, attention_*). Made implicitly
+// from either span. Semantics of the bf16 case, on every backend: a bf16 output holds the op's fp32
+// result rounded to the nearest bf16 (ties to even); a bf16 input is read exactly (every bf16 value
+// is an fp32 value), so the op computes as on fp32 storage holding those values.
+class DAct {
+ public:
+  DAct() = default;
+  DAct(DFloat f) : f_(f) {}                      // NOLINT: implicit by design
+  DAct(DBf16 h) : h_(h), bf16_(true) {}          // NOLINT
+  bool is_bf16() const { return bf16_; }
+  int64_t size() const { return bf16_ ? h_.size() : f_.size(); }
+  bool empty() const { return size() == 0; }
+  DFloat f32() const;   // the fp32 span (throws on a bf16 one)
+  DBf16 bf16() const;   // the bf16 span (throws on an fp32 one)
+  DAct slice(int64_t offset, int64_t n) const { return bf16_ ? DAct(h_.slice(offset, n)) : DAct(f_.slice(offset, n)); }
+
+ private:
+  DFloat f_;
+  DBf16 h_;
+  bool bf16_ = false;
+};
+
 // A dropout site for ops that fuse dropout: probability p (0 = off) and the counter-based stream
 // and first index of its mask (kernels/cpu/elementwise.h, cpu_dropout, gives the masking rule).
 struct DropoutSite {
@@ -81,11 +111,15 @@ class Backend {
   // Memory: zero-filled allocations owned by the backend until release() or its destruction.
   virtual DFloat alloc_f32(int64_t n) = 0;
   virtual DInt alloc_i32(int64_t n) = 0;
+  virtual DBf16 alloc_bf16(int64_t n) = 0;
   virtual void release(DFloat s) = 0;
   virtual void release(DInt s) = 0;
+  virtual void release(DBf16 s) = 0;
   virtual void upload(DFloat dst, const float* host) = 0;      // dst.size() elements
   virtual void upload(DInt dst, const int32_t* host) = 0;
+  virtual void upload(DBf16 dst, const uint16_t* host) = 0;    // bf16 bit patterns
   virtual void download(float* host, DFloat src) = 0;          // src.size() elements
+  virtual void download(uint16_t* host, DBf16 src) = 0;
   virtual void copy(DFloat dst, DFloat src) = 0;               // same sizes
   virtual void zero(DFloat dst) = 0;
 
@@ -93,18 +127,18 @@ class Backend {
   virtual void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, DFloat a, int64_t lda,
                     DFloat b, int64_t ldb, float beta, DFloat c, int64_t ldc) = 0;
   // y (N, C), mean/rstd (N) = LayerNorm(x) with w, b (C).
-  virtual void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
+  virtual void layernorm_forward(DAct y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                                  double eps) = 0;
   // The residual add fused into the next LayerNorm: sum (N, C) = a + r (written: the residual stream),
   // then y, mean, rstd = LayerNorm(sum) as layernorm_forward. The same bits as add() then
   // layernorm_forward(); one pass over the rows instead of two. sum may alias a or r.
-  virtual void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+  virtual void residual_layernorm_forward(DFloat sum, DAct y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
                                           DFloat b, int64_t n, int64_t c, double eps) = 0;
   // dx (N, C) += input gradient; dw, db (C) += parameter gradients unless empty.
   virtual void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean,
                                   DFloat rstd, int64_t n, int64_t c) = 0;
-  virtual void gelu_forward(DFloat y, DFloat x, int64_t n) = 0;
-  virtual void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) = 0;  // dx may alias dy
+  virtual void gelu_forward(DAct y, DAct x, int64_t n) = 0;
+  virtual void gelu_backward(DFloat dx, DFloat dy, DAct x, int64_t n) = 0;  // dx may alias dy
   // Causal multi-head self-attention (kernels/cpu/attention.h gives the semantics): out (B, T, C)
   // from qkv (B, T, 3C) laid out [q | k | v], H = nh heads of C / nh columns; optional dropout on
   // the probabilities (drop.p > 0; element (b, h, i, j) of the (B, H, T, T) probabilities uses mask
@@ -127,12 +161,12 @@ class Backend {
   // qkv's memory once attention_forward is done (the model then keeps one qkv buffer, not one per
   // layer).
   virtual bool attention_backward_reads_qkv(AttentionPrecision prec) const = 0;
-  virtual void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+  virtual void attention_forward(DAct out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                                  DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) = 0;
   // dqkv (B, T, 3C) overwritten, from dout (B, T, C), qkv (the forward's; not read when
   // attention_backward_reads_qkv(prec) is false), the forward's out (B, T, C; unchanged since) and
   // att; drop: the forward's site (masks are regenerated from their indices, never stored).
-  virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att,
+  virtual void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DAct out, DFloat att,
                                   int64_t b, int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
                                   AttentionPrecision prec) = 0;
   // out (B*T, C) = wte[ids] + wpe[position].
@@ -141,7 +175,7 @@ class Backend {
   // y (N, out) = x (N, in) W (in, out) + bias (out) [+ lora_scale * u (N, r) bl (out, r)^T when u is
   // non-empty]: a frozen linear layer (HF Conv1D layout) and its LoRA term in one op, so a backend
   // can make it one pass over y. The same result as bias_broadcast, then gemm (beta 1), then gemm.
-  virtual void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
+  virtual void linear_forward(DAct y, DAct x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
                               int64_t n, int64_t in, int64_t out, int64_t r) = 0;
   virtual void add(DFloat y, DFloat a, DFloat b) = 0;                            // y = a + b, same sizes
   virtual void scale(DFloat y, float s) = 0;                                     // y *= s
@@ -157,8 +191,8 @@ class Backend {
   //   lora_down        u (n, r) = dropout(x) A^T      x (n, in), A (r, in)
   //   lora_down_grad   gA (r, in) = du^T dropout(x)   du (n, r); gA overwritten
   //   lora_input_grad  dx (n, in) += dropout(du A)    (no mask: gemm with beta 1)
-  virtual void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) = 0;
-  virtual void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+  virtual void lora_down(DFloat u, DAct x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) = 0;
+  virtual void lora_down_grad(DFloat ga, DFloat du, DAct x, const DropoutMask& mask, int64_t n, int64_t in,
                               int64_t r) = 0;
   virtual void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                                int64_t r) = 0;
@@ -208,6 +242,15 @@ template <typename T>
 DSpan<T> DSpan<T>::slice(int64_t offset, int64_t n) const {
   if (offset < 0 || n < 0 || offset + n > n_) throw std::out_of_range("DSpan::slice out of range");
   return BackendAccess::make(p_ + offset, n);
+}
+
+inline DFloat DAct::f32() const {
+  if (bf16_) throw std::logic_error("DAct::f32 on a bf16 activation");
+  return f_;
+}
+inline DBf16 DAct::bf16() const {
+  if (!bf16_) throw std::logic_error("DAct::bf16 on an fp32 activation");
+  return h_;
 }
 
 }  // namespace mira

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <limits>
 
+#include "kernels/cpu/bf16.h"
 #include "runtime/rng.h"
 
 namespace mira {
@@ -41,6 +42,9 @@ struct Pair {
 struct PairI {
   DInt cand, ref;
 };
+struct Pair16 {
+  DBf16 cand, ref;
+};
 
 class Checker {
  public:
@@ -49,6 +53,7 @@ class Checker {
   ~Checker() {
     for (auto& p : f_) cand_.release(p.cand), ref_.release(p.ref);
     for (auto& p : i_) cand_.release(p.cand), ref_.release(p.ref);
+    for (auto& p : h_) cand_.release(p.cand), ref_.release(p.ref);
   }
   Checker(const Checker&) = delete;
   Checker& operator=(const Checker&) = delete;
@@ -94,6 +99,24 @@ class Checker {
     }
     record(op, num, den);
   }
+  // bf16 outputs (activations stored in bf16): the same norm-wise error of the values, against
+  // kBf16StorageTolerance (backend_check.h).
+  void compare16(const std::string& op, const Pair16& p) {
+    std::vector<uint16_t> a(static_cast<size_t>(p.cand.size())), b(static_cast<size_t>(p.ref.size()));
+    cand_.download(a.data(), p.cand);
+    ref_.download(b.data(), p.ref);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const double va = bf16_value(a[i]), vb = bf16_value(b[i]);
+      num += (va - vb) * (va - vb);
+      den += vb * vb;
+    }
+    record(op, num, den, kBf16StorageTolerance);
+  }
+  Pair16 zeros16(int64_t n) {
+    h_.push_back(Pair16{cand_.alloc_bf16(n), ref_.alloc_bf16(n)});
+    return h_.back();
+  }
   void compare_scalar(const std::string& op, double cand, double ref) {
     record(op, (cand - ref) * (cand - ref), ref * ref);
   }
@@ -102,14 +125,14 @@ class Checker {
   Backend& ref() { return ref_; }
 
  private:
-  void record(const std::string& op, double num, double den) {
+  void record(const std::string& op, double num, double den, double tol = -1) {
     BackendCheckOp o;
     o.op = op;
     if (!std::isfinite(num) || !std::isfinite(den))
       o.rel_error = std::numeric_limits<double>::infinity();
     else
       o.rel_error = num == 0 ? 0.0 : std::sqrt(num) / std::sqrt(den > 0 ? den : 1e-300);
-    o.ok = o.rel_error <= tol_;
+    o.ok = o.rel_error <= (tol >= 0 ? std::max(tol, tol_) : tol_);
     rep_.ops.push_back(o);
   }
 
@@ -120,6 +143,7 @@ class Checker {
   Rng rng_;
   std::vector<Pair> f_;
   std::vector<PairI> i_;
+  std::vector<Pair16> h_;
 };
 
 // Runs `f(backend, side)` on both backends; side 0 = candidate, 1 = reference.
@@ -130,6 +154,7 @@ void both(Checker& k, F f) {
 }
 inline DFloat side(const Pair& p, int s) { return s == 0 ? p.cand : p.ref; }
 inline DInt side(const PairI& p, int s) { return s == 0 ? p.cand : p.ref; }
+inline DBf16 side(const Pair16& p, int s) { return s == 0 ? p.cand : p.ref; }
 
 void check_gemm(Checker& k) {
   const int64_t m = 37, n = 29, kk = 70;
@@ -317,6 +342,41 @@ void check_adam(Checker& k) {
   k.compare("adam_step", {p, m, v});
 }
 
+// bf16 activations (Backend DAct), the ops of a bf16 model: LayerNorm and GELU storing bf16, the
+// linear layer reading a bf16 x (and writing a bf16 y), the attention storing a bf16 out. w (frozen
+// bf16, (C, 3C)), bias, u, bl: check_bf16's.
+void check_bf16_activations(Checker& k, const BackendCheckShape& sh, const Pair& w, const Pair& bias, const Pair& u,
+                            const Pair& bl) {
+  const int64_t n = sh.batch * sh.seq, in = sh.c, out = 3 * sh.c, r = 8;
+  const int64_t c = sh.c;
+  Pair ln_x = k.rand(n * c, -2.0f, 2.0f), ln_w = k.rand(c), ln_b = k.rand(c), mean = k.zeros(n), rstd = k.zeros(n);
+  Pair16 ln_y = k.zeros16(n * c), g_y = k.zeros16(n * c), lin_y = k.zeros16(n * out);
+  Pair lin_yl = k.zeros(n * out);
+  both(k, [&](Backend& be, int s) {
+    be.layernorm_forward(side(ln_y, s), side(mean, s), side(rstd, s), side(ln_x, s), side(ln_w, s), side(ln_b, s), n,
+                         c, 1e-5);
+    be.gelu_forward(side(g_y, s), side(ln_y, s), n * c);
+    be.linear_forward(side(lin_yl, s), side(ln_y, s), side(w, s), side(bias, s), side(u, s), side(bl, s), 2.0f, n, in,
+                      out, r);
+    be.linear_forward(side(lin_y, s), side(g_y, s), side(w, s), side(bias, s), DFloat(), DFloat(), 0.0f, n, in, out,
+                      0);
+  });
+  k.compare16("layernorm_forward(bf16 y)", ln_y);
+  k.compare16("gelu_forward(bf16)", g_y);
+  k.compare("linear_forward(lora, bf16 x)", {lin_yl});
+  k.compare16("linear_forward(bf16 x, bf16 y)", lin_y);
+  const int64_t b = sh.batch, t = sh.seq, nh = sh.nh;
+  const auto BF = AttentionPrecision::BF16;
+  Pair qkv = k.rand(b * t * 3 * c);
+  Pair16 ao = k.zeros16(b * t * c);
+  Pair att = k.sized(k.cand().attention_saved_floats(b, t, c, nh, BF), k.ref().attention_saved_floats(b, t, c, nh, BF));
+  Pair scr = k.sized(k.cand().attention_scratch_floats(b, t, c, nh), k.ref().attention_scratch_floats(b, t, c, nh));
+  both(k, [&](Backend& be, int s) {
+    be.attention_forward(side(ao, s), side(att, s), side(qkv, s), b, t, c, nh, side(scr, s), DropoutSite{}, BF);
+  });
+  k.compare16("attention_forward(bf16, bf16 out)", ao);
+}
+
 // Frozen bf16 base weights (Backend::freeze_weights): the weight-side GEMMs with a frozen operand,
 // the fused linear layer and the LM head with a frozen tied embedding. The CPU rounds the same
 // operands, so only the fp32 summation order differs.
@@ -337,6 +397,9 @@ void check_bf16(Checker& k, const BackendCheckShape& sh) {
   k.compare("gemm(NT, bf16 weight)", {dx});
   k.compare("linear_forward(lora, bf16 weight)", {yl});
   k.compare("linear_forward(bf16 weight)", {yb});
+
+  check_bf16_activations(k, sh, w, bias, u, bl);
+
 
   const int64_t rows = sh.lm_rows, c = sh.c, v = sh.vocab;
   std::vector<int32_t> tg(static_cast<size_t>(rows));

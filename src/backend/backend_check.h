@@ -48,6 +48,12 @@ struct BackendCheckReport {
 // reduction length (<= a few hundred here), i.e. around 1e-6; a wrong index, a missing term or a
 // race gives errors of order 1e-2..1. 1e-4 separates the two with a wide margin on both sides.
 constexpr double kBackendCheckTolerance = 1e-4;
+// Outputs stored in bf16 (Backend DAct): each element is its fp32 value rounded to bf16, and where two
+// backends' fp32 values (equal to ~1e-6) lie on either side of a rounding midpoint the stored values
+// differ by one bf16 ulp (2^-8 relative). That happens to a few in 10^4 elements (and more near
+// ties), i.e. ~1e-4 norm-wise; a wrong conversion (truncation instead of rounding: ~2^-9 on every
+// element) or a wrong index gives 2e-3..1. 1e-3 separates the two.
+constexpr double kBf16StorageTolerance = 1e-3;
 
 // Runs every op on `candidate` and `reference`, compares, and returns the report (it never throws for
 // a mismatch; it throws what the backends throw, e.g. a CUDA error). Allocates and releases its own

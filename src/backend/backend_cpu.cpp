@@ -35,8 +35,12 @@ class CpuBackend final : public Backend {
 
   DFloat alloc_f32(int64_t n) override { return BackendAccess::make(static_cast<float*>(raw_alloc(n * 4)), n); }
   DInt alloc_i32(int64_t n) override { return BackendAccess::make(static_cast<int32_t*>(raw_alloc(n * 4)), n); }
+  DBf16 alloc_bf16(int64_t n) override { return BackendAccess::make(static_cast<Bf16*>(raw_alloc(n * 2)), n); }
   void release(DFloat s) override { raw_free(P(s)); }
   void release(DInt s) override { raw_free(P(s)); }
+  void release(DBf16 s) override { raw_free(P(s)); }
+  void upload(DBf16 dst, const uint16_t* host) override { std::memcpy(P(dst), host, 2 * (size_t)dst.size()); }
+  void download(uint16_t* host, DBf16 src) override { std::memcpy(host, P(src), 2 * (size_t)src.size()); }
   void upload(DFloat dst, const float* host) override {
     check_writable(dst, "upload");
     std::memcpy(P(dst), host, 4 * (size_t)dst.size());
@@ -65,21 +69,30 @@ class CpuBackend final : public Backend {
     }
     cpu_gemm<float>(ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc);
   }
-  void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
+  void layernorm_forward(DAct y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                          double eps) override {
-    cpu_layernorm_forward<float>(P(y), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps);
+    float* py = act_out(y, n * c);
+    cpu_layernorm_forward<float>(py, P(mean), P(rstd), P(x), P(w), P(b), n, c, eps);
+    act_out_done(y, py, n * c);
   }
-  void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+  void residual_layernorm_forward(DFloat sum, DAct y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
                                   DFloat b, int64_t n, int64_t c, double eps) override {
-    cpu_residual_layernorm_forward<float>(P(sum), P(y), P(mean), P(rstd), P(a), P(r), P(w), P(b), n, c, eps);
+    float* py = act_out(y, n * c);
+    cpu_residual_layernorm_forward<float>(P(sum), py, P(mean), P(rstd), P(a), P(r), P(w), P(b), n, c, eps);
+    act_out_done(y, py, n * c);
   }
   void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
                           int64_t n, int64_t c) override {
     cpu_layernorm_backward<float>(P(dx), P(dw), P(db), P(dy), P(x), P(w), P(mean), P(rstd), n, c);
   }
-  void gelu_forward(DFloat y, DFloat x, int64_t n) override { cpu_gelu_forward<float>(P(y), P(x), n); }
-  void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override {
-    cpu_gelu_backward<float>(P(dx), P(dy), P(x), n);
+  void gelu_forward(DAct y, DAct x, int64_t n) override {
+    const float* px = act_in(x, 0, n);
+    float* py = act_out(y, n);
+    cpu_gelu_forward<float>(py, px, n);
+    act_out_done(y, py, n);
+  }
+  void gelu_backward(DFloat dx, DFloat dy, DAct x, int64_t n) override {
+    cpu_gelu_backward<float>(P(dx), P(dy), act_in(x, 0, n), n);
   }
   // att: the (B, H, T, T) probabilities; scratch (B, H, T, T): dropped probabilities (forward, only
   // when dropping) and the probability gradient (backward).
@@ -91,13 +104,15 @@ class CpuBackend final : public Backend {
     return b * nh * t * t;
   }
   // prec BF16: the bf16 operand oracle of kernels/cpu/attention.h (rounded copies, fp32 sums).
-  void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
+  void attention_forward(DAct out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
                          const DropoutSite& drop, AttentionPrecision prec) override {
-    cpu_attention_forward<float>(P(out), P(att), P(qkv), b, t, c, nh, P(scratch), key(drop),
+    float* po = act_out(out, b * t * c);
+    cpu_attention_forward<float>(po, P(att), P(qkv), b, t, c, nh, P(scratch), key(drop),
                                  prec == AttentionPrecision::BF16);
+    act_out_done(out, po, b * t * c);
   }
   // out is not needed: att holds the probabilities.
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat /*out*/, DFloat att, int64_t b,
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DAct /*out*/, DFloat att, int64_t b,
                           int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
     cpu_attention_backward<float>(P(dqkv), P(scratch), P(dout), P(qkv), P(att), b, t, c, nh, key(drop),
                                   prec == AttentionPrecision::BF16);
@@ -105,16 +120,18 @@ class CpuBackend final : public Backend {
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override {
     cpu_embedding_forward<float>(P(out), P(ids), P(wte), P(wpe), b, t, c);
   }
-  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+  void linear_forward(DAct y, DAct x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override {
-    const float* px = P(x);
-    if (!frozen_.empty() && frozen_bf16(w)) {  // bf16(x) bf16(W): x rounded into scratch, W already bf16
+    const float* px = act_in(x, 0, n * in);
+    float* py = act_out(y, n * out);
+    if (!x.is_bf16() && !frozen_.empty() && frozen_bf16(w)) {  // bf16(x) bf16(W): x rounded into scratch
       float* xs = scratch(0, n * in);
       cpu_round_bf16(xs, px, n * in);
       px = xs;
     }
-    cpu_linear_forward(P(y), px, P(w), P(bias), u.empty() ? nullptr : P(u), u.empty() ? nullptr : P(bl), lora_scale,
-                       n, in, out, u.empty() ? 0 : r);
+    cpu_linear_forward(py, px, P(w), P(bias), u.empty() ? nullptr : P(u), u.empty() ? nullptr : P(bl), lora_scale, n,
+                       in, out, u.empty() ? 0 : r);
+    act_out_done(y, py, n * out);
   }
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override {
     cpu_bias_broadcast<float>(P(y), P(bias), n, m);
@@ -132,12 +149,13 @@ class CpuBackend final : public Backend {
     cpu_dropout_mask(reinterpret_cast<uint32_t*>(P(bits)), n, p, stream, base);
   }
   // The LoRA products by their definition (backend/lora_compose.h), the masked input in lora_scratch_.
-  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
-    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
+  void lora_down(DFloat u, DAct x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
+    lora_down_composed(*this, u, act_in_span(x, 0, n * in), a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
-  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+  void lora_down_grad(DFloat ga, DFloat du, DAct x, const DropoutMask& mask, int64_t n, int64_t in,
                       int64_t r) override {
-    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch_, apply_mask(mask));
+    lora_down_grad_composed(*this, ga, du, act_in_span(x, 0, n * in), mask, n, in, r, lora_scratch_,
+                            apply_mask(mask));
   }
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override {
@@ -192,6 +210,35 @@ class CpuBackend final : public Backend {
     if (!frozen_.empty())
       MIRA_CHECK(!frozen_.overlaps(P(s), s.size()), std::string("cpu backend: ") + op + " writes into a frozen weight");
   }
+  // Activations in bf16 storage (backend.h, DAct). An input: its first n values widened into slot i
+  // (exact); an fp32 input as is. An output: fp32 storage as is; bf16 storage computed into the
+  // output slot, then rounded into place by act_out_done (only the n values the op wrote).
+  const float* act_in(const DAct& a, int i, int64_t n) {
+    if (!a.is_bf16()) return P(a.f32());
+    MIRA_CHECK(a.size() >= n, "cpu backend: bf16 activation smaller than the op's shape");
+    float* p = act_scratch(i, n);
+    cpu_widen_bf16(p, reinterpret_cast<const uint16_t*>(P(a.bf16())), n);
+    return p;
+  }
+  DFloat act_in_span(const DAct& a, int i, int64_t n) {
+    return a.is_bf16() ? BackendAccess::make(const_cast<float*>(act_in(a, i, n)), n) : a.f32();
+  }
+  float* act_out(const DAct& a, int64_t n) {
+    if (!a.is_bf16()) return P(a.f32());
+    MIRA_CHECK(a.size() >= n, "cpu backend: bf16 activation smaller than the op's shape");
+    return act_scratch(ACT_OUT, n);
+  }
+  void act_out_done(const DAct& a, const float* tmp, int64_t n) {
+    if (a.is_bf16()) cpu_narrow_bf16(reinterpret_cast<uint16_t*>(P(a.bf16())), tmp, n);
+  }
+  static constexpr int ACT_OUT = 2;
+  float* act_scratch(int i, int64_t n) {
+    std::vector<float>& v = act_scratch_[i];
+    if ((int64_t)v.size() < n) v.resize((size_t)n);
+    return v.data();
+  }
+  std::vector<float> act_scratch_[3];  // widened bf16 inputs (slots 0, 1), an fp32 output (slot 2)
+
   // Scratch slot i (0: the rounded A or x, 1: the rounded B) of at least n floats, grown and kept.
   float* scratch(int i, int64_t n) {
     std::vector<float>& v = scratch_[i];

@@ -85,6 +85,7 @@ class CudaBackend final : public Backend {
     cudaFree(sum_out_);
     for (const FrozenRanges::Range& r : frozen_.all()) cudaFree(r.copy);
     cudaFree(ws16_);
+    for (float* p : act_buf_) cudaFree(p);
     cuda_gemm_lt_destroy(lt_);
     if (blas16_) cublasDestroy(blas16_);
     if (blas_) cublasDestroy(blas_);
@@ -94,8 +95,12 @@ class CudaBackend final : public Backend {
 
   DFloat alloc_f32(int64_t n) override { return BackendAccess::make(static_cast<float*>(raw_alloc(n * 4)), n); }
   DInt alloc_i32(int64_t n) override { return BackendAccess::make(static_cast<int32_t*>(raw_alloc(n * 4)), n); }
+  DBf16 alloc_bf16(int64_t n) override { return BackendAccess::make(static_cast<Bf16*>(raw_alloc(n * 2)), n); }
   void release(DFloat s) override { raw_free(P(s)); }
   void release(DInt s) override { raw_free(P(s)); }
+  void release(DBf16 s) override { raw_free(P(s)); }
+  void upload(DBf16 dst, const uint16_t* host) override { copy_sync(P(dst), host, bytes(dst), cudaMemcpyHostToDevice); }
+  void download(uint16_t* host, DBf16 src) override { copy_sync(host, P(src), bytes(src), cudaMemcpyDeviceToHost); }
   // Host -> device copies wait for completion: the caller may reuse (or free) the host buffer at
   // once even if it is pinned memory, for which cudaMemcpyAsync would return before reading it.
   void upload(DFloat dst, const float* host) override {
@@ -139,14 +144,24 @@ class CudaBackend final : public Backend {
     }
     MIRA_CHECK_OP(cuda_gemm(blas_, ta, tb, m, n, k, alpha, P(a), lda, P(b), ldb, beta, P(c), ldc));
   }
-  void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
+  // A bf16 y is stored by the kernel itself (each value rounded once, no fp32 copy).
+  void layernorm_forward(DAct y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                          double eps) override {
-    MIRA_CHECK_OP(cuda_layernorm_forward(stream_, P(y), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps));
+    check_act(y, n * c, "layernorm_forward output");
+    if (y.is_bf16())
+      MIRA_CHECK_OP(cuda_layernorm_forward(stream_, H(y), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps));
+    else
+      MIRA_CHECK_OP(cuda_layernorm_forward(stream_, P(y.f32()), P(mean), P(rstd), P(x), P(w), P(b), n, c, eps));
   }
-  void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+  void residual_layernorm_forward(DFloat sum, DAct y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
                                   DFloat b, int64_t n, int64_t c, double eps) override {
-    MIRA_CHECK_OP(cuda_residual_layernorm_forward(stream_, P(sum), P(y), P(mean), P(rstd), P(a), P(r), P(w), P(b), n,
-                                                  c, eps));
+    check_act(y, n * c, "residual_layernorm_forward output");
+    if (y.is_bf16())
+      MIRA_CHECK_OP(cuda_residual_layernorm_forward(stream_, P(sum), H(y), P(mean), P(rstd), P(a), P(r), P(w), P(b),
+                                                    n, c, eps));
+    else
+      MIRA_CHECK_OP(cuda_residual_layernorm_forward(stream_, P(sum), P(y.f32()), P(mean), P(rstd), P(a), P(r), P(w),
+                                                    P(b), n, c, eps));
   }
   void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
                           int64_t n, int64_t c) override {
@@ -155,9 +170,18 @@ class CudaBackend final : public Backend {
     float* ws = (pdw || pdb) ? workspace(cuda_layernorm_backward_scratch(n, c)) : nullptr;
     MIRA_CHECK_OP(cuda_layernorm_backward(stream_, P(dx), pdw, pdb, P(dy), P(x), P(w), P(mean), P(rstd), n, c, ws));
   }
-  void gelu_forward(DFloat y, DFloat x, int64_t n) override { MIRA_CHECK_OP(cuda_gelu_forward(stream_, P(y), P(x), n)); }
-  void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override {
-    MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x), n));
+  // bf16 activations are read and stored by the kernels themselves (kernels/cuda/gelu.h).
+  void gelu_forward(DAct y, DAct x, int64_t n) override {
+    check_act(y, n, "gelu_forward output"), check_act(x, n, "gelu_forward input");
+    if (y.is_bf16() && x.is_bf16()) MIRA_CHECK_OP(cuda_gelu_forward(stream_, H(y), H(x), n));
+    else if (y.is_bf16()) MIRA_CHECK_OP(cuda_gelu_forward(stream_, H(y), P(x.f32()), n));
+    else if (x.is_bf16()) MIRA_CHECK_OP(cuda_gelu_forward(stream_, P(y.f32()), H(x), n));
+    else MIRA_CHECK_OP(cuda_gelu_forward(stream_, P(y.f32()), P(x.f32()), n));
+  }
+  void gelu_backward(DFloat dx, DFloat dy, DAct x, int64_t n) override {
+    check_act(x, n, "gelu_backward input");
+    if (x.is_bf16()) MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), H(x), n));
+    else MIRA_CHECK_OP(cuda_gelu_backward(stream_, P(dx), P(dy), P(x.f32()), n));
   }
   // Flash-style kernels (kernels/cuda/attention.h): att = row logsumexp (B, H, T); scratch =
   // rowsum(dout * out) (B, H, T), used by the backward only (which reads out). prec FP32: the fp32
@@ -171,17 +195,34 @@ class CudaBackend final : public Backend {
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return cuda_attention_scratch_floats(b, t, c, nh);
   }
-  void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh, DFloat scratch,
-                         const DropoutSite& drop, AttentionPrecision prec) override {
+  void attention_forward(DAct out_act, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+                         DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) override {
     const bool bf16 = prec == AttentionPrecision::BF16;
+    check_act(out_act, b * t * c, "attention_forward: out");
+    if (bf16 && out_act.is_bf16()) {  // the tensor-core kernel stores the bf16 out itself
+      check_attention(out_act, att, qkv, b, t, c, nh, bf16);
+      MIRA_CHECK_OP(cuda_attention_forward(stream_, H(out_act), P(att), P(qkv), b, t, c, nh, site(drop)));
+      return;
+    }
+    const DFloat out = act_out_span(out_act, b * t * c);
     check_attention(out, att, qkv, b, t, c, nh, bf16);
     MIRA_CHECK_OP(cuda_attention_forward(stream_, P(out), P(att), P(qkv), b, t, c, nh, site(drop), bf16));
+    act_out_done(out_act, P(out), b * t * c);
   }
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att, int64_t b,
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DAct out_act, DFloat att, int64_t b,
                           int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override {
     const bool bf16 = prec == AttentionPrecision::BF16;
     check_attention(dout, att, qkv, b, t, c, nh, bf16);
-    MIRA_CHECK(out.size() >= b * t * c, "attention_backward: out smaller than (B, T, C)");
+    MIRA_CHECK(out_act.size() >= b * t * c, "attention_backward: out smaller than (B, T, C)");
+    MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
+    MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
+               "attention_backward: scratch smaller than attention_scratch_floats");
+    if (bf16 && out_act.is_bf16()) {  // the row-dot kernel reads the bf16 out itself
+      MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), H(out_act), P(att), b, t, c, nh,
+                                            site(drop), bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh))));
+      return;
+    }
+    const DFloat out = act_in_span(out_act, 0, b * t * c);
     MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
     MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
                "attention_backward: scratch smaller than attention_scratch_floats");
@@ -195,21 +236,49 @@ class CudaBackend final : public Backend {
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override {
     MIRA_CHECK_OP(cuda_bias_broadcast(stream_, P(y), P(bias), n, m));
   }
-  // The three steps of the interface's definition (a cuBLASLt bias epilogue is the later fusion).
-  // With w frozen in bf16 the base product takes gemm's bf16 path (x converted, W's bf16 copy).
-  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+  // fp32 weights: the interface's three steps (bias, base GEMM with beta 1, LoRA term), or y = bias +
+  // s u B^T in one write (the rank-update kernel) before the base GEMM. Weights frozen in bf16 (the
+  // default on a GPU): x in bf16 - read in place when the activation is stored in bf16, else converted
+  // into the bf16 workspace - and W's bf16 copy; without a LoRA term the bias goes into cuBLASLt's
+  // epilogue (kernels/cuda/gemm_lt.h: y written once), else the same steps as fp32 on the bf16 GEMM.
+  // A bf16 y is computed in fp32 scratch and rounded into place.
+  void linear_forward(DAct y_act, DAct x_act, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override {
-    if (u.empty() && !bias.empty() && linear_bias_epilogue(y, x, w, bias, n, in, out)) return;
-    if (!u.empty() && !bias.empty() && cuda_rank_update_bias_applies(n, out, r)) {
-      // y = bias + s u B^T in one write (kernels/cuda/skinny_gemm.h), then the base GEMM adds x W.
-      check_writable(y, "linear_forward output");
+    check_int(n, "n"), check_int(in, "in"), check_int(out, "out");
+    check_act(x_act, n * in, "linear_forward input");
+    check_act(y_act, n * out, "linear_forward output");
+    MIRA_CHECK(w.size() >= in * out && bias.size() >= out, "linear_forward: w or bias smaller than the shape");
+    const FrozenRanges::Range* fw = frozen_.empty() ? nullptr : frozen_.find(P(w), w.size());
+    const DFloat y = act_out_span(y_act, n * out);
+    check_writable(y, "linear_forward output");
+    const bool fused_bias = !u.empty() && cuda_rank_update_bias_applies(n, out, r);
+    if (fused_bias)  // y = bias + s u B^T (kernels/cuda/skinny_gemm.h); the base GEMM adds x W below
       MIRA_CHECK_OP(cuda_rank_update_bias(stream_, true, n, out, r, lora_scale, P(u), r, P(bl), r, P(bias), P(y), out));
+    if (!fw) {
+      const DFloat x = act_in_span(x_act, 0, n * in);
+      if (!fused_bias) bias_broadcast(y, bias, n, out);
       gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
-      return;
+      if (!u.empty() && !fused_bias) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);
+    } else if (n > 0 && out > 0) {
+      const __nv_bfloat16* x16 = x_act.is_bf16() ? H(x_act) : nullptr;
+      if (!x16) {
+        __nv_bfloat16* ws = bf16_workspace(n * in);
+        MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, ws, P(x_act.f32()), n, in, in));
+        x16 = ws;
+      }
+      const __nv_bfloat16* w16 = bf16_at(*fw, P(w));
+      CudaStatus st = cuda_status_blas(CUBLAS_STATUS_NOT_SUPPORTED, "");
+      if (u.empty() && use_epilogues_)
+        st = cuda_gemm_bf16_bias(lt(), stream_, n, out, in, x16, in, w16, out, P(bias), P(y), out);
+      if (st.cublas != CUBLAS_STATUS_NOT_SUPPORTED) {
+        MIRA_CHECK_OP(st);
+      } else {  // no epilogue kernel for this shape (or a LoRA term): bias first, GEMM with beta 1
+        if (!fused_bias) bias_broadcast(y, bias, n, out);
+        MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, false, false, n, out, in, 1.0f, x16, in, w16, out, 1.0f, P(y), out));
+        if (!u.empty() && !fused_bias) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);
+      }
     }
-    bias_broadcast(y, bias, n, out);
-    gemm(false, false, n, out, in, 1.0f, x, in, w, out, 1.0f, y, out);
-    if (!u.empty()) gemm(false, true, n, out, r, lora_scale, u, r, bl, r, 1.0f, y, out);
+    act_out_done(y_act, P(y), n * out);
   }
   void add(DFloat y, DFloat a, DFloat b) override { MIRA_CHECK_OP(cuda_add(stream_, P(y), P(a), P(b), y.size())); }
   void scale(DFloat y, float s) override {
@@ -228,25 +297,30 @@ class CudaBackend final : public Backend {
   // kernels/cuda/skinny_gemm.h): no dropped-out copy of the input, no product buffer for the input
   // gradient. Shapes the skinny kernels do not take (and frozen-bf16 operands, which LoRA products
   // never have) run the definition (backend/lora_compose.h) with the masked input in the workspace.
-  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
+  void lora_down(DFloat u, DAct x_act, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override {
+    check_act(x_act, n * in, "lora_down input");
     const SkinnyMask sm = skinny_mask(mask, SkinnyMask::A);
-    if (!mask.bits.empty() && skinny_fusable(sm, false, true, n, r, in, mask, n * in, x, a)) {
-      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, false, true, n, r, in, 1.0f, P(x), in, P(a), in, 0.0f, P(u), r, nullptr,
-                                     sm));
+    const SkinnyBf16 in16{x_act.is_bf16() ? H(x_act) : nullptr, nullptr};
+    if (skinny_direct(sm, in16, false, true, n, r, in, mask, n * in, a)) {
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, false, true, n, r, in, 1.0f, fp32_or_null(x_act), in, P(a), in, 0.0f,
+                                     P(u), r, nullptr, sm, in16));
       return;
     }
-    lora_down_composed(*this, u, x, a, mask, n, in, r, lora_scratch_, apply_mask(mask));
+    lora_down_composed(*this, u, act_in_span(x_act, 0, n * in), a, mask, n, in, r, lora_scratch_, apply_mask(mask));
   }
-  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+  void lora_down_grad(DFloat ga, DFloat du, DAct x_act, const DropoutMask& mask, int64_t n, int64_t in,
                       int64_t r) override {
+    check_act(x_act, n * in, "lora_down_grad input");
     const SkinnyMask sm = skinny_mask(mask, SkinnyMask::B);
-    if (!mask.bits.empty() && skinny_fusable(sm, true, false, r, in, n, mask, n * in, du, x)) {
+    const SkinnyBf16 in16{nullptr, x_act.is_bf16() ? H(x_act) : nullptr};
+    if (skinny_direct(sm, in16, true, false, r, in, n, mask, n * in, du)) {
       const int64_t need = cuda_skinny_gemm_scratch(true, false, r, in, n);
-      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, true, false, r, in, n, 1.0f, P(du), r, P(x), in, 0.0f, P(ga), in,
-                                     need > 0 ? workspace(need) : nullptr, sm));
+      MIRA_CHECK_OP(cuda_skinny_gemm(stream_, true, false, r, in, n, 1.0f, P(du), r, fp32_or_null(x_act), in, 0.0f,
+                                     P(ga), in, need > 0 ? workspace(need) : nullptr, sm, in16));
       return;
     }
-    lora_down_grad_composed(*this, ga, du, x, mask, n, in, r, lora_scratch_, apply_mask(mask));
+    lora_down_grad_composed(*this, ga, du, act_in_span(x_act, 0, n * in), mask, n, in, r, lora_scratch_,
+                            apply_mask(mask));
   }
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override {
@@ -352,41 +426,66 @@ class CudaBackend final : public Backend {
     }
     MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, ta, tb, m, n, k, alpha, a16, lda, b16, ldb, beta, P(c), ldc));
   }
-  // linear_forward without a LoRA term and with a frozen bf16 weight: y = bf16(x) W16 + bias with the
-  // bias in cuBLASLt's epilogue (kernels/cuda/gemm_lt.h), one write of y. Where cuBLASLt has no kernel
-  // for the shape, the same converted x goes through the composed path (bias into y, GEMM with beta
-  // 1): the same values up to the fp32 summation order. false: w is not frozen (or epilogues are off).
-  bool linear_bias_epilogue(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out) {
-    if (!use_epilogues_ || frozen_.empty()) return false;
-    const FrozenRanges::Range* fw = frozen_.find(P(w), w.size());
-    if (!fw || frozen_.find(P(x), x.size())) return false;
-    check_int(n, "n"), check_int(in, "in"), check_int(out, "out");
-    MIRA_CHECK(x.size() >= n * in && w.size() >= in * out && bias.size() >= out && y.size() >= n * out,
-               "linear_forward: x, w, bias or y smaller than the shape");
-    check_writable(y, "linear_forward output");
-    if (n == 0 || out == 0) return true;
-    __nv_bfloat16* x16 = bf16_workspace(n * in);
-    MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, x16, P(x), n, in, in));
-    const __nv_bfloat16* w16 = bf16_at(*fw, P(w));
-    const CudaStatus st = cuda_gemm_bf16_bias(lt(), stream_, n, out, in, x16, in, w16, out, P(bias), P(y), out);
-    if (st.cublas != CUBLAS_STATUS_NOT_SUPPORTED) {
-      MIRA_CHECK_OP(st);
-      return true;
-    }
-    bias_broadcast(y, bias, n, out);
-    MIRA_CHECK_OP(cuda_gemm_bf16(blas16_, false, false, n, out, in, 1.0f, x16, in, w16, out, 1.0f, P(y), out));
-    return true;
-  }
   CudaGemmLt* lt() {  // made on first use: fp32 runs never allocate its workspace
     if (!lt_) MIRA_CHECK_OP(cuda_gemm_lt_create(&lt_, size_t(32) << 20));
     return lt_;
+  }
+
+  // Activations in bf16 storage (backend.h, DAct). Ops whose kernels read or write bf16 themselves
+  // take H(a); the others go through fp32 scratch: an input's first n values widened into slot i
+  // (exact), an output computed into the output slot and rounded into place by act_out_done (only
+  // the n values the op wrote). fp32 activations are used as they are.
+  static __nv_bfloat16* H(const DAct& a) { return reinterpret_cast<__nv_bfloat16*>(P(a.bf16())); }
+  static void check_act(const DAct& a, int64_t n, const char* what) {
+    MIRA_CHECK(a.size() >= n, std::string("cuda backend: ") + what + " smaller than the op's shape");
+  }
+  const float* act_in(const DAct& a, int i, int64_t n) { return P(act_in_span(a, i, n)); }
+  DFloat act_in_span(const DAct& a, int i, int64_t n) {
+    if (!a.is_bf16()) return a.f32();
+    check_act(a, n, "bf16 activation");
+    float* p = act_scratch(i, n);
+    MIRA_CHECK_OP(cuda_widen_bf16(stream_, p, H(a), n));
+    return BackendAccess::make(p, n);
+  }
+  float* act_out(const DAct& a, int64_t n) { return P(act_out_span(a, n)); }
+  DFloat act_out_span(const DAct& a, int64_t n) {
+    if (!a.is_bf16()) return a.f32();
+    check_act(a, n, "bf16 activation");
+    return BackendAccess::make(act_scratch(ACT_OUT, n), n);
+  }
+  void act_out_done(const DAct& a, const float* tmp, int64_t n) {
+    if (a.is_bf16() && n > 0) MIRA_CHECK_OP(cuda_convert_bf16_2d(stream_, H(a), tmp, 1, n, n));
+  }
+  static constexpr int ACT_OUT = 2;
+  float* act_scratch(int i, int64_t n) {  // grown on demand and kept, like workspace()
+    if (n > act_size_[i]) {
+      MIRA_CHECK_CUDA(cudaStreamSynchronize(stream_));
+      MIRA_CHECK_CUDA(cudaFree(act_buf_[i]));
+      act_buf_[i] = nullptr;
+      MIRA_CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&act_buf_[i]), sizeof(float) * (size_t)n));
+      act_size_[i] = n;
+    }
+    return act_buf_[i];
   }
 
   // The LoRA ops' helpers: the mask's words; whether the skinny kernel of this product shape takes the
   // mask (fp32 operands: adapters are never frozen; the mask covers the input's `elems` elements).
   static uint32_t* mask_bits(DInt bits) { return reinterpret_cast<uint32_t*>(P(bits)); }
   static SkinnyMask skinny_mask(const DropoutMask& mask, SkinnyMask::Where where) {
+    if (mask.bits.empty()) return SkinnyMask{};
     return SkinnyMask{mask_bits(mask.bits), 1.0f / (1.0f - mask.p), where};  // keep scale as cuda_dropout
+  }
+  static const float* fp32_or_null(const DAct& x) { return x.is_bf16() ? nullptr : P(x.f32()); }
+  // Whether lora_down / lora_down_grad run as one skinny kernel: there is a mask or a bf16 input to
+  // fuse (else the plain composition is the same kernel anyway), the shape's kernel takes both, and
+  // the adapter operand is not frozen (it never is).
+  bool skinny_direct(const SkinnyMask& sm, const SkinnyBf16& in16, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     const DropoutMask& mask, int64_t elems, DFloat adapter) const {
+    if (!sm.bits && !in16.a && !in16.b) return false;
+    if (sm.bits) MIRA_CHECK(mask.bits.size() >= dropout_mask_words(elems), "lora op: dropout mask smaller than the input");
+    if (!frozen_.empty() && frozen_.find(P(adapter), adapter.size())) return false;
+    return cuda_skinny_gemm_applies(ta, tb, m, n, k) && (!sm.bits || cuda_skinny_gemm_takes_mask(sm, ta, tb, m, n, k)) &&
+           cuda_skinny_gemm_takes_bf16(in16, ta, tb, m, n, k);
   }
   bool skinny_fusable(const SkinnyMask& sm, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                       const DropoutMask& mask, int64_t elems, DFloat a, DFloat b) const {
@@ -419,7 +518,7 @@ class CudaBackend final : public Backend {
 
   // Shapes and sizes of an attention call (x: out or dout (B, T, C)); the kernels support head dims
   // up to CUDA_ATTENTION_MAX_HEAD_DIM.
-  static void check_attention(DFloat x, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+  static void check_attention(DAct x, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                               bool bf16) {
     MIRA_CHECK(b >= 0 && t >= 0 && nh > 0 && c > 0 && c % nh == 0,
                "attention: C = " + std::to_string(c) + " is not a positive multiple of H = " + std::to_string(nh));
@@ -527,6 +626,8 @@ class CudaBackend final : public Backend {
   int64_t ws16_size_ = 0;
   LoraScratch lora_scratch_;             // the composed LoRA ops' buffer (a block of blocks_)
   CudaGemmLt* lt_ = nullptr;             // cuBLASLt (epilogue GEMMs), made on first use
+  float* act_buf_[3] = {nullptr, nullptr, nullptr};  // fp32 scratch of bf16 activations (act_scratch)
+  int64_t act_size_[3] = {0, 0, 0};
   bool use_epilogues_ = true;            // MIRA_CUDA_EPILOGUES=0 turns them off
 };
 

@@ -35,7 +35,15 @@ DInt TimedBackend::alloc_i32(int64_t n) {
   MIRA_TIMED("alloc", r = inner_->alloc_i32(n));
   return r;
 }
+DBf16 TimedBackend::alloc_bf16(int64_t n) {
+  DBf16 r;
+  MIRA_TIMED("alloc", r = inner_->alloc_bf16(n));
+  return r;
+}
 void TimedBackend::release(DFloat s) { MIRA_TIMED("release", inner_->release(s)); }
+void TimedBackend::release(DBf16 s) { MIRA_TIMED("release", inner_->release(s)); }
+void TimedBackend::upload(DBf16 dst, const uint16_t* host) { MIRA_TIMED("upload", inner_->upload(dst, host)); }
+void TimedBackend::download(uint16_t* host, DBf16 src) { MIRA_TIMED("download", inner_->download(host, src)); }
 void TimedBackend::release(DInt s) { MIRA_TIMED("release", inner_->release(s)); }
 void TimedBackend::upload(DFloat dst, const float* host) { MIRA_TIMED("upload", inner_->upload(dst, host)); }
 void TimedBackend::upload(DInt dst, const int32_t* host) { MIRA_TIMED("upload", inner_->upload(dst, host)); }
@@ -50,11 +58,11 @@ void TimedBackend::gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float
   const bool lora = std::min({m, n, k}) <= 64;
   MIRA_TIMED(lora ? "gemm.lora" : "gemm.base", inner_->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
 }
-void TimedBackend::layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n,
+void TimedBackend::layernorm_forward(DAct y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n,
                                      int64_t c, double eps) {
   MIRA_TIMED("layernorm_forward", inner_->layernorm_forward(y, mean, rstd, x, w, b, n, c, eps));
 }
-void TimedBackend::residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r,
+void TimedBackend::residual_layernorm_forward(DFloat sum, DAct y, DFloat mean, DFloat rstd, DFloat a, DFloat r,
                                               DFloat w, DFloat b, int64_t n, int64_t c, double eps) {
   MIRA_TIMED("layernorm_forward", inner_->residual_layernorm_forward(sum, y, mean, rstd, a, r, w, b, n, c, eps));
 }
@@ -62,17 +70,17 @@ void TimedBackend::layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy
                                       DFloat rstd, int64_t n, int64_t c) {
   MIRA_TIMED("layernorm_backward", inner_->layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, n, c));
 }
-void TimedBackend::gelu_forward(DFloat y, DFloat x, int64_t n) {
+void TimedBackend::gelu_forward(DAct y, DAct x, int64_t n) {
   MIRA_TIMED("gelu_forward", inner_->gelu_forward(y, x, n));
 }
-void TimedBackend::gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) {
+void TimedBackend::gelu_backward(DFloat dx, DFloat dy, DAct x, int64_t n) {
   MIRA_TIMED("gelu_backward", inner_->gelu_backward(dx, dy, x, n));
 }
-void TimedBackend::attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+void TimedBackend::attention_forward(DAct out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                                      DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) {
   MIRA_TIMED("attention_forward", inner_->attention_forward(out, att, qkv, b, t, c, nh, scratch, drop, prec));
 }
-void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att,
+void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DAct out, DFloat att,
                                       int64_t b, int64_t t, int64_t c, int64_t nh, const DropoutSite& drop,
                                       AttentionPrecision prec) {
   MIRA_TIMED("attention_backward",
@@ -81,7 +89,7 @@ void TimedBackend::attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, 
 void TimedBackend::embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) {
   MIRA_TIMED("embedding_forward", inner_->embedding_forward(out, ids, wte, wpe, b, t, c));
 }
-void TimedBackend::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
+void TimedBackend::linear_forward(DAct y, DAct x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale,
                                   int64_t n, int64_t in, int64_t out, int64_t r) {
   // The base product dominates (the LoRA term is one extra r-deep block): a base GEMM, booked apart
   // from the backward's base GEMMs.
@@ -99,10 +107,10 @@ void TimedBackend::dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, 
   MIRA_TIMED("dropout", inner_->dropout_mask(bits, n, p, stream, base));
 }
 // The LoRA products (with their fused dropout) are booked with the other LoRA GEMMs.
-void TimedBackend::lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) {
+void TimedBackend::lora_down(DFloat u, DAct x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) {
   MIRA_TIMED("gemm.lora", inner_->lora_down(u, x, a, mask, n, in, r));
 }
-void TimedBackend::lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+void TimedBackend::lora_down_grad(DFloat ga, DFloat du, DAct x, const DropoutMask& mask, int64_t n, int64_t in,
                                   int64_t r) {
   MIRA_TIMED("gemm.lora", inner_->lora_down_grad(ga, du, x, mask, n, in, r));
 }

@@ -32,23 +32,27 @@ class TimedBackend : public Backend {
   std::string name() const override { return inner_->name() + "+timed"; }
   DFloat alloc_f32(int64_t n) override;
   DInt alloc_i32(int64_t n) override;
+  DBf16 alloc_bf16(int64_t n) override;
   void release(DFloat s) override;
   void release(DInt s) override;
+  void release(DBf16 s) override;
   void upload(DFloat dst, const float* host) override;
   void upload(DInt dst, const int32_t* host) override;
+  void upload(DBf16 dst, const uint16_t* host) override;
   void download(float* host, DFloat src) override;
+  void download(uint16_t* host, DBf16 src) override;
   void copy(DFloat dst, DFloat src) override;
   void zero(DFloat dst) override;
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, DFloat a, int64_t lda, DFloat b,
             int64_t ldb, float beta, DFloat c, int64_t ldc) override;
-  void layernorm_forward(DFloat y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
+  void layernorm_forward(DAct y, DFloat mean, DFloat rstd, DFloat x, DFloat w, DFloat b, int64_t n, int64_t c,
                          double eps) override;
-  void residual_layernorm_forward(DFloat sum, DFloat y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
+  void residual_layernorm_forward(DFloat sum, DAct y, DFloat mean, DFloat rstd, DFloat a, DFloat r, DFloat w,
                                   DFloat b, int64_t n, int64_t c, double eps) override;
   void layernorm_backward(DFloat dx, DFloat dw, DFloat db, DFloat dy, DFloat x, DFloat w, DFloat mean, DFloat rstd,
                           int64_t n, int64_t c) override;
-  void gelu_forward(DFloat y, DFloat x, int64_t n) override;
-  void gelu_backward(DFloat dx, DFloat dy, DFloat x, int64_t n) override;
+  void gelu_forward(DAct y, DAct x, int64_t n) override;
+  void gelu_backward(DFloat dx, DFloat dy, DAct x, int64_t n) override;
   int64_t attention_saved_floats(int64_t b, int64_t t, int64_t c, int64_t nh, AttentionPrecision prec) const override {
     return inner_->attention_saved_floats(b, t, c, nh, prec);
   }
@@ -58,20 +62,20 @@ class TimedBackend : public Backend {
   int64_t attention_scratch_floats(int64_t b, int64_t t, int64_t c, int64_t nh) const override {
     return inner_->attention_scratch_floats(b, t, c, nh);
   }
-  void attention_forward(DFloat out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
+  void attention_forward(DAct out, DFloat att, DFloat qkv, int64_t b, int64_t t, int64_t c, int64_t nh,
                          DFloat scratch, const DropoutSite& drop, AttentionPrecision prec) override;
-  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DFloat out, DFloat att, int64_t b,
+  void attention_backward(DFloat dqkv, DFloat scratch, DFloat dout, DFloat qkv, DAct out, DFloat att, int64_t b,
                           int64_t t, int64_t c, int64_t nh, const DropoutSite& drop, AttentionPrecision prec) override;
   void embedding_forward(DFloat out, DInt ids, DFloat wte, DFloat wpe, int64_t b, int64_t t, int64_t c) override;
   void bias_broadcast(DFloat y, DFloat bias, int64_t n, int64_t m) override;
-  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
+  void linear_forward(DAct y, DAct x, DFloat w, DFloat bias, DFloat u, DFloat bl, float lora_scale, int64_t n,
                       int64_t in, int64_t out, int64_t r) override;
   void add(DFloat y, DFloat a, DFloat b) override;
   void scale(DFloat y, float s) override;
   void dropout(DFloat y, DFloat x, float p, uint64_t stream, uint64_t base, bool accumulate) override;
   void dropout_mask(DInt bits, int64_t n, float p, uint64_t stream, uint64_t base) override;
-  void lora_down(DFloat u, DFloat x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override;
-  void lora_down_grad(DFloat ga, DFloat du, DFloat x, const DropoutMask& mask, int64_t n, int64_t in,
+  void lora_down(DFloat u, DAct x, DFloat a, const DropoutMask& mask, int64_t n, int64_t in, int64_t r) override;
+  void lora_down_grad(DFloat ga, DFloat du, DAct x, const DropoutMask& mask, int64_t n, int64_t in,
                       int64_t r) override;
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override;

@@ -18,17 +18,21 @@ struct Gpt2Model::Layer {
 
 // Views into one activation arena, sized for cap_bt_ = B*T rows, cap_att_ floats of attention saved
 // state per layer and cap_att_scratch_ floats of attention scratch (both from the backend's
-// queries); a smaller batch uses prefixes of each view.
+// queries); a smaller batch uses prefixes of each view. The DAct views (the activations the base
+// GEMMs read, the attention output and the c_fc output) live in a second, bf16 arena when the base
+// weights are bf16 (bf16_activations()), else in the fp32 one.
 struct Gpt2Model::Acts {
   struct PerLayer {
-    DFloat ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
+    DAct ln1;                        // (N, C)
+    DFloat ln1_mean, ln1_rstd;       // (N), (N)
     DFloat qkv;                      // (N, 3C); one buffer for all layers when the backend's attention
                                      // backward does not read it (Backend::attention_backward_reads_qkv)
     DFloat att;                      // attention saved state (Backend::attention_saved_floats)
-    DFloat atty;                     // (N, C) attention output before c_proj
+    DAct atty;                       // (N, C) attention output before c_proj
     DFloat resid_mid;                // (N, C) x + attention branch
-    DFloat ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
-    DFloat fc;                       // (N, F) c_fc output (GELU's input)
+    DAct ln2;                        // (N, C)
+    DFloat ln2_mean, ln2_rstd;       // (N), (N)
+    DAct fc;                         // (N, F) c_fc output (GELU's input)
     DFloat u[LORA_MODULE_COUNT];     // (N, r) LoRA intermediate dropout(x) A^T
     // The LoRA-input dropout's packed keep mask of each LoRA module (dropout_mask_words(N * in)
     // words, only with LoRA dropout): made by the forward, read by the fused LoRA ops of the forward
@@ -42,7 +46,7 @@ struct Gpt2Model::Acts {
   // (N, F) gelu(fc) of the layer at hand: written by the forward for mlp.c_proj, recomputed by the
   // backward from the layer's saved fc when mlp.c_proj's input is needed there (its LoRA gA, or
   // full fine-tuning). Not kept per layer: the same bits again, 4C of each layer's ~17C floats.
-  DFloat fc_gelu;
+  DAct fc_gelu;
   DFloat weight, loss_rows;        // (N) loss weight mask/sum(mask), CE per row
   // backward
   DFloat dres, dtmp;  // (N, C)
@@ -111,10 +115,18 @@ Gpt2Model::~Gpt2Model() {
   be_.release(grad_);
   be_.release(adam_m_);
   be_.release(adam_v_);
+  release_activations();
+}
+
+void Gpt2Model::release_activations() {
   if (!act_arena_.empty()) be_.release(act_arena_);
+  if (!act16_arena_.empty()) be_.release(act16_arena_);
   if (!mask_arena_.empty()) be_.release(mask_arena_);
   if (!ids_.empty()) be_.release(ids_);
   if (!tgt_.empty()) be_.release(tgt_);
+  act_arena_ = DFloat(), act16_arena_ = DBf16(), mask_arena_ = DInt(), ids_ = DInt(), tgt_ = DInt();
+  cap_bt_ = cap_att_ = cap_att_scratch_ = 0;
+  acts_.reset();
 }
 
 void Gpt2Model::initial_adapter(float* host_flat) const { lora_init_adapter(layout_, seed_, host_flat); }
@@ -147,26 +159,33 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
                 att_scratch = be_.attention_scratch_floats(b, t, cfg_.n_embd, cfg_.n_head);
   MIRA_CHECK(att >= 0 && att_scratch >= 0, "backend returned a negative attention size");
   if (n <= cap_bt_ && att <= cap_att_ && att_scratch <= cap_att_scratch_) return;
-  if (!act_arena_.empty()) be_.release(act_arena_);
-  if (!mask_arena_.empty()) be_.release(mask_arena_);
-  if (!ids_.empty()) be_.release(ids_);
-  if (!tgt_.empty()) be_.release(tgt_);
-  cap_bt_ = std::max(cap_bt_, n);
-  cap_att_ = std::max(cap_att_, att);
-  cap_att_scratch_ = std::max(cap_att_scratch_, att_scratch);
+  const int64_t keep_bt = std::max(cap_bt_, n), keep_att = std::max(cap_att_, att),
+                keep_att_scratch = std::max(cap_att_scratch_, att_scratch);
+  release_activations();
+  cap_bt_ = keep_bt, cap_att_ = keep_att, cap_att_scratch_ = keep_att_scratch;
   const int64_t N = cap_bt_, A = cap_att_, AS = cap_att_scratch_, C = cfg_.n_embd, F = cfg_.n_inner, L = cfg_.n_layer;
   const int64_t r = lora_.r;
   const bool drop = lora_.dropout > 0;
   // Two passes: count, then slice. Every view starts on a 64-byte boundary (16 floats): vectorised
   // kernels and the bf16 attention state (16-byte copies) need aligned starts.
-  int64_t total = 0;
-  DFloat* target = nullptr;
+  int64_t total = 0, total16 = 0;
+  bool slicing = false;
   auto take = [&](DFloat& v, int64_t count) {
     total = (total + 15) / 16 * 16;
-    if (target) {
-      v = act_arena_.slice(total, count);
-    }
+    if (slicing) v = act_arena_.slice(total, count);
     total += count;
+  };
+  const bool bf16 = bf16_activations();
+  auto take_act = [&](DAct& v, int64_t count) {
+    if (!bf16) {
+      DFloat f;
+      take(f, count);
+      v = f;
+      return;
+    }
+    total16 = (total16 + 31) / 32 * 32;  // 64 bytes
+    if (slicing) v = act16_arena_.slice(total16, count);
+    total16 += count;
   };
   // A backend whose attention backward does not read qkv (it keeps its own copy in att) lets the
   // layers share one qkv buffer instead of keeping one each.
@@ -176,28 +195,31 @@ void Gpt2Model::ensure_activations(int64_t b, int64_t t) {
   a.resid.resize((size_t)L + 1);
   a.layer.resize((size_t)L);
   for (int pass = 0; pass < 2; ++pass) {
-    total = 0;
-    target = pass == 1 ? &act_arena_ : nullptr;
+    total = total16 = 0;
+    slicing = pass == 1;
     for (auto& rr : a.resid) take(rr, N * C);
     if (shared_qkv) take(a.layer[0].qkv, N * 3 * C);
     for (auto& pl : a.layer) {
-      take(pl.ln1, N * C), take(pl.ln1_mean, N), take(pl.ln1_rstd, N);
+      take_act(pl.ln1, N * C), take(pl.ln1_mean, N), take(pl.ln1_rstd, N);
       if (shared_qkv)
         pl.qkv = a.layer[0].qkv;
       else
         take(pl.qkv, N * 3 * C);
-      take(pl.att, A), take(pl.atty, N * C), take(pl.resid_mid, N * C);
-      take(pl.ln2, N * C), take(pl.ln2_mean, N), take(pl.ln2_rstd, N);
-      take(pl.fc, N * F);
+      take(pl.att, A), take_act(pl.atty, N * C), take(pl.resid_mid, N * C);
+      take_act(pl.ln2, N * C), take(pl.ln2_mean, N), take(pl.ln2_rstd, N);
+      take_act(pl.fc, N * F);
       for (LoraModule m : layout_.modules) take(pl.u[(int)m], N * r);
     }
-    take(a.lnf, N * C), take(a.lnf_mean, N), take(a.lnf_rstd, N), take(a.tmp, N * C), take(a.fc_gelu, N * F);
+    take(a.lnf, N * C), take(a.lnf_mean, N), take(a.lnf_rstd, N), take(a.tmp, N * C), take_act(a.fc_gelu, N * F);
     take(a.weight, N), take(a.loss_rows, N);
     take(a.dres, N * C), take(a.dtmp, N * C), take(a.dbranch, N * C), take(a.dqkv, N * 3 * C);
     take(a.datty, N * C), take(a.dfc, N * F);
     take(a.du, N * r), take(a.datt, AS);
     take(a.ce_scratch, be_.lm_head_ce_scratch(C, cfg_.vocab_size));
-    if (pass == 0) act_arena_ = be_.alloc_f32(total);
+    if (pass == 0) {
+      act_arena_ = be_.alloc_f32(total);
+      if (bf16) act16_arena_ = be_.alloc_bf16(total16);
+    }
   }
   if (drop) {  // the LoRA dropout masks, in their own (int) arena
     int64_t words = 0;
@@ -278,6 +300,7 @@ void Gpt2Model::set_base_precision(WeightPrecision p) {
   for (const Layer& L : layers_)
     for (DFloat w : {L.attn_w, L.proj_w, L.fc_w, L.fcproj_w}) be_.freeze_weights(w, p);
   base_precision_ = p;
+  release_activations();  // sized again for bf16 activations and the bf16 attention state
 }
 
 DropoutSite Gpt2Model::base_site(double p, bool dropout, const StepContext& ctx, int64_t layer, int site) const {
@@ -293,7 +316,7 @@ DropoutSite Gpt2Model::base_site(double p, bool dropout, const StepContext& ctx,
 // fused as a packed keep mask, kept for the backward), then the base product, the bias and the LoRA
 // term s u B^T in one backend op (alpha/r folded into the product's scale; the CPU backend makes it
 // one pass over y).
-void Gpt2Model::linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out,
+void Gpt2Model::linear_forward(DAct y, DAct x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out,
                                int64_t layer, LoraModule m, bool dropout, const StepContext& ctx) {
   if (!lora_on_[(int)m]) {
     be_.linear_forward(y, x, w, bias, DFloat(), DFloat(), 0.0f, n, in, out, 0);
@@ -321,11 +344,11 @@ DropoutMask Gpt2Model::lora_mask(int64_t layer, LoraModule m, int64_t n_in, bool
 }
 
 // dx (n, in) = dy W^T [+ LoRA path]; LoRA gradients written into grad_ (A: (r, in), B: (out, r)).
-void Gpt2Model::linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
+void Gpt2Model::linear_backward(DFloat dx, DFloat dy, DAct x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
                                 int64_t out, int64_t layer, LoraModule m, bool dropout, bool need_dx) {
   if (need_dx) be_.gemm(false, true, n, in, out, 1.0f, dy, out, w, out, 0.0f, dx, in);
   if (!gw.empty()) {  // full fine-tuning: gW (in, out) += x^T dy, gb (out) += column sums of dy
-    be_.gemm(true, false, in, out, n, 1.0f, x, in, dy, out, 1.0f, gw, out);
+    be_.gemm(true, false, in, out, n, 1.0f, x.f32(), in, dy, out, 1.0f, gw, out);  // fp32 (bf16 refuses full FT)
     be_.colsum_accumulate(gb, dy, n, out);
   }
   if (!lora_on_[(int)m]) return;

@@ -93,7 +93,10 @@ class Gpt2Model {
   // reading them (linear layers, input gradients dy W^T, the tied LM head) take bf16 inputs with fp32
   // accumulation. LayerNorm parameters, biases, LoRA adapters, gradients and Adam state stay fp32.
   // The attention matmuls follow: BF16 gives them bf16 operands too (AttentionPrecision::BF16,
-  // attention_precision()); softmax and sums stay fp32.
+  // attention_precision()); softmax and sums stay fp32. So do the activations: with BF16 the
+  // outputs of ln_1, ln_2, the attention and c_fc, and GELU's output, are stored in bf16 (each the
+  // fp32 result rounded to nearest even; bf16_activations(), Backend DAct); the residual stream,
+  // LayerNorm statistics, the linear layers' other outputs, gradients and every sum stay fp32.
   // FP32 (the default) changes nothing. Call it before training; BF16 then FP32 is refused
   // (InternalError), and so is BF16 after full_train_step, whose weights are trained, not frozen.
   void set_base_precision(WeightPrecision p);
@@ -102,6 +105,7 @@ class Gpt2Model {
   AttentionPrecision attention_precision() const {
     return base_precision_ == WeightPrecision::BF16 ? AttentionPrecision::BF16 : AttentionPrecision::FP32;
   }
+  bool bf16_activations() const { return base_precision_ == WeightPrecision::BF16; }
 
   // Forward + backward (LoRA only) + clipping + one optimiser step; returns the batch loss
   // (computed before the update). LoRA dropout is active (when configured) keyed by ctx.
@@ -135,16 +139,17 @@ class Gpt2Model {
   struct Layer;  // weight views of one block
   struct Acts;   // activation views
   void ensure_activations(int64_t b, int64_t t);
+  void release_activations();  // the arenas, ids and targets; the next step sizes them again
   void upload_batch(const BatchView& batch, bool need_targets);
   void forward(int64_t b, int64_t t, bool dropout, const StepContext& ctx);  // fills the hidden state lnf
   void backward(int64_t b, int64_t t, bool dropout, const StepContext& ctx, bool full);
   double gradient_pass(const BatchView& batch, const StepContext& ctx, bool dropout, bool full);
   Layer layer_views(DFloat base, int64_t l) const;
-  void linear_forward(DFloat y, DFloat x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out, int64_t layer,
+  void linear_forward(DAct y, DAct x, DFloat w, DFloat bias, int64_t n, int64_t in, int64_t out, int64_t layer,
                       LoraModule m, bool dropout, const StepContext& ctx);
   // gw, gb: base-weight gradients (accumulated) in full fine-tuning, empty otherwise. dropout: the
   // forward's; its LoRA dropout masks (made by linear_forward of the same step) are reused.
-  void linear_backward(DFloat dx, DFloat dy, DFloat x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
+  void linear_backward(DFloat dx, DFloat dy, DAct x, DFloat w, DFloat gw, DFloat gb, int64_t n, int64_t in,
                        int64_t out, int64_t layer, LoraModule m, bool dropout, bool need_dx);
   DropoutMask lora_mask(int64_t layer, LoraModule m, int64_t n_in, bool dropout) const;
   double loss_from_rows(int64_t n);
@@ -176,6 +181,7 @@ class Gpt2Model {
   // scratch (floats, from Backend::attention_saved_floats / attention_scratch_floats).
   int64_t cap_bt_ = 0, cap_att_ = 0, cap_att_scratch_ = 0;
   DFloat act_arena_;
+  DBf16 act16_arena_;  // the DAct views of Acts when bf16_activations()
   DInt mask_arena_;  // the LoRA dropout masks (Acts::PerLayer::mask)
   DInt ids_, tgt_;
   std::vector<float> host_weight_, host_loss_;  // (B*T) staging, sized with the activations

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <tuple>
 
 #include "backend/backend_check.h"
@@ -19,6 +20,7 @@ using namespace mira;
 using mira_gpu_test::CudaVsCpu;
 using mira_gpu_test::random_vec;
 using mira_gpu_test::Twin;
+using mira_gpu_test::TwinI;
 
 namespace {
 
@@ -575,4 +577,194 @@ TEST_F(CudaVsCpu, Bf16LmHeadWithFrozenWte) {
   cpu_->lm_head_ce(loss2.c, DFloat(), DFloat(), h.c, wte.c, targets.c, weight.c, n, c, v, sc.c);
   gpu_->lm_head_ce(loss2.g, DFloat(), DFloat(), h.g, wte.g, targets.g, weight.g, n, c, v, sc.g);
   expect_close(loss2, 2e-4, 1e-5, "bf16 lm_head_ce loss rows without dh");
+}
+
+// ---- bf16 activations (Backend DAct): the ops the model runs with bf16 base weights, CUDA (native
+// bf16 loads/stores in LayerNorm, GELU, the base GEMM; fp32 scratch elsewhere) against the CPU
+// oracle (fp32 kernels, then the output rounded / the input widened).
+namespace {
+
+struct Twin16 {
+  DBf16 c, g;
+};
+
+}  // namespace
+
+class CudaBf16Activations : public CudaVsCpu {
+ protected:
+  Twin16 bf16(const std::vector<float>& h) {
+    std::vector<uint16_t> bits(h.size());
+    for (size_t i = 0; i < h.size(); ++i) bits[i] = bf16_bits(h[i]);
+    Twin16 t{cpu_->alloc_bf16((int64_t)h.size()), gpu_->alloc_bf16((int64_t)h.size())};
+    cpu_->upload(t.c, bits.data());
+    gpu_->upload(t.g, bits.data());
+    return t;
+  }
+  Twin16 bf16_zeros(int64_t n) { return bf16(std::vector<float>((size_t)n, 0.0f)); }
+  static std::vector<float> values(Backend& be, DBf16 d) {
+    std::vector<uint16_t> bits((size_t)d.size());
+    be.download(bits.data(), d);
+    std::vector<float> v(bits.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_value(bits[i]);
+    return v;
+  }
+  // bitwise when max_ulps = 0; else every element within max_ulps bf16 ulps (2^-7 relative each) of
+  // the CPU's, and at most `max_differ` elements different at all.
+  void expect_bf16(const Twin16& t, int max_ulps, int64_t max_differ, const std::string& what) {
+    const std::vector<float> a = values(*cpu_, t.c), b = values(*gpu_, t.g);
+    int64_t bad = 0, differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      differ += std::memcmp(&a[i], &b[i], 4) != 0;
+      bad += !(std::fabs((double)a[i] - b[i]) <= max_ulps * std::ldexp(std::fabs((double)a[i]), -7));
+    }
+    std::printf("[ compare  ] %s: %zu bf16 elements, %lld differ\n", what.c_str(), a.size(), (long long)differ);
+    EXPECT_EQ(bad, 0) << what;
+    EXPECT_LE(differ, max_differ) << what;
+  }
+};
+
+TEST_F(CudaBf16Activations, LayerNormAndGeluStoreBf16) {
+  const int64_t n = 300, c = 72;
+  Twin x = f32(random_vec(n * c, 300, -2, 3)), r = f32(random_vec(n * c, 301)), w = f32(random_vec(c, 302)),
+       b = f32(random_vec(c, 303)), mean = zeros(n), rstd = zeros(n), sum = zeros(n * c);
+  Twin16 y = bf16_zeros(n * c + 7);  // longer than the op: the tail stays zero
+  cpu_->layernorm_forward(y.c, mean.c, rstd.c, x.c, w.c, b.c, n, c, 1e-5);
+  gpu_->layernorm_forward(y.g, mean.g, rstd.g, x.g, w.g, b.g, n, c, 1e-5);
+  // The fp32 values agree to ~3e-5 (LayerNormForwardBackward); rounded to bf16 they agree except
+  // where the two fp32 values lie on either side of a bf16 rounding midpoint: 1 ulp, rarely (the
+  // chance is ~3e-5 / 2^-8 per element, ~1%; 5% allowed).
+  expect_bf16(y, 1, n * c / 20, "layernorm y (bf16)");
+  cpu_->residual_layernorm_forward(sum.c, y.c, mean.c, rstd.c, x.c, r.c, w.c, b.c, n, c, 1e-5);
+  gpu_->residual_layernorm_forward(sum.g, y.g, mean.g, rstd.g, x.g, r.g, w.g, b.g, n, c, 1e-5);
+  expect_bf16(y, 1, n * c / 20, "residual layernorm y (bf16)");
+  expect_equal(sum, "residual sum (fp32)");
+  // GELU: the fp32 kernels are bitwise equal, so are their roundings; every alignment of the 8-byte
+  // vector path and its tail (offsets 0-3 of the bf16 views).
+  const int64_t m = 1003;
+  const std::vector<float> hx = random_vec(m + 3, 304, -8, 8);
+  Twin16 gx = bf16(hx), gy = bf16_zeros(m + 3);
+  Twin dy = f32(random_vec(m, 305)), dx = zeros(m);
+  for (int64_t off = 0; off < 4; ++off) {
+    const int64_t len = m - off;
+    cpu_->gelu_forward(gy.c.slice(off, len), gx.c.slice(off, len), len);
+    gpu_->gelu_forward(gy.g.slice(off, len), gx.g.slice(off, len), len);
+    expect_bf16(gy, 0, 0, "gelu bf16 -> bf16, offset " + std::to_string(off));
+    cpu_->gelu_backward(dx.c.slice(0, len), dy.c.slice(0, len), gx.c.slice(off, len), len);
+    gpu_->gelu_backward(dx.g.slice(0, len), dy.g.slice(0, len), gx.g.slice(off, len), len);
+    expect_equal(dx, "gelu backward, bf16 x, offset " + std::to_string(off));
+  }
+  Twin gx32 = f32(random_vec(m, 306, -8, 8));
+  cpu_->gelu_forward(gy.c, gx32.c, m);
+  gpu_->gelu_forward(gy.g, gx32.g, m);
+  expect_bf16(gy, 0, 0, "gelu fp32 -> bf16");
+}
+
+// The base GEMM reads a bf16 x in place (no conversion pass); with and without a LoRA term (the
+// latter through cuBLASLt's bias epilogue), and a bf16 output through fp32 scratch. Bounds as
+// Bf16LinearForwardWithFrozenWeight (x's values are bf16 on both sides).
+TEST_F(CudaBf16Activations, LinearLayerReadsBf16Input) {
+  const int64_t n = 70, in = 96, out = 80, r = 4;
+  const std::vector<float> hx = random_vec(n * in, 310), hw = random_vec(in * out, 311), hb = random_vec(out, 312),
+                           hu = random_vec(n * r, 313), hbl = random_vec(out * r, 314);
+  Twin16 x = bf16(hx), y16 = bf16_zeros(n * out);
+  Twin w = f32(hw), bias = f32(hb), u = f32(hu), bl = f32(hbl), y = zeros(n * out);
+  cpu_->freeze_weights(w.c, WeightPrecision::BF16);
+  gpu_->freeze_weights(w.g, WeightPrecision::BF16);
+  std::vector<float> xr(hx.size()), wr(hw.size());
+  for (size_t i = 0; i < hx.size(); ++i) xr[i] = bf16_round(hx[i]);
+  for (size_t i = 0; i < hw.size(); ++i) wr[i] = bf16_round(hw[i]);
+  for (int64_t rank : {r, int64_t(0)}) {
+    const DFloat uc = rank ? u.c : DFloat(), ug = rank ? u.g : DFloat(), bc = rank ? bl.c : DFloat(),
+                 bg = rank ? bl.g : DFloat();
+    cpu_->linear_forward(y.c, x.c, w.c, bias.c, uc, bc, 2.0f, n, in, out, rank);
+    gpu_->linear_forward(y.g, x.g, w.g, bias.g, ug, bg, 2.0f, n, in, out, rank);
+    const std::vector<float> rc = host_cpu(y), rg = host_gpu(y);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < out; ++j) {
+        double mag = std::fabs(hb[(size_t)j]);
+        for (int64_t l = 0; l < in; ++l) mag += std::fabs((double)xr[(size_t)(i * in + l)] * wr[(size_t)(l * out + j)]);
+        for (int64_t q = 0; q < rank; ++q)
+          mag += 2 * std::fabs(2.0 * hu[(size_t)(i * r + q)] * hbl[(size_t)(j * r + q)]);
+        const size_t e = (size_t)(i * out + j);
+        bad += !(std::fabs((double)rg[e] - rc[e]) <= 2.0 * (double)(in + rank + 3) * std::ldexp(1.0, -23) * mag);
+      }
+    EXPECT_EQ(bad, 0) << "rank " << rank;
+  }
+  // bf16 output: the fp32 results agree to ~1e-6 relative, so their roundings agree but for the rare
+  // midpoint case (1 ulp).
+  cpu_->linear_forward(y16.c, x.c, w.c, bias.c, DFloat(), DFloat(), 0.0f, n, in, out, 0);
+  gpu_->linear_forward(y16.g, x.g, w.g, bias.g, DFloat(), DFloat(), 0.0f, n, in, out, 0);
+  expect_bf16(y16, 1, n * out / 50, "linear_forward bf16 y");
+  // The LoRA products read the bf16 x (widened on the device) through the dropout mask.
+  TwinI bits{cpu_->alloc_i32(dropout_mask_words(n * in)), gpu_->alloc_i32(dropout_mask_words(n * in))};
+  Twin a = f32(random_vec(r * in, 315)), du = f32(random_vec(n * r, 316)), ud = zeros(n * r), ga = zeros(r * in);
+  cpu_->dropout_mask(bits.c, n * in, 0.1f, 17, 0);
+  gpu_->dropout_mask(bits.g, n * in, 0.1f, 17, 0);
+  cpu_->lora_down(ud.c, x.c, a.c, DropoutMask{bits.c, 0.1f}, n, in, r);
+  gpu_->lora_down(ud.g, x.g, a.g, DropoutMask{bits.g, 0.1f}, n, in, r);
+  expect_close(ud, 1e-5, 1e-5, "lora_down, bf16 x");  // 96-term fp32 sums in another order
+  cpu_->lora_down_grad(ga.c, du.c, x.c, DropoutMask{bits.c, 0.1f}, n, in, r);
+  gpu_->lora_down_grad(ga.g, du.g, x.g, DropoutMask{bits.g, 0.1f}, n, in, r);
+  expect_close(ga, 1e-5, 1e-5, "lora_down_grad, bf16 x");  // 70-term sums
+}
+
+// The attention output stored in bf16, and the backward reading it: the CUDA backward forms
+// D = rowsum(bf16(dout) * out) from the stored (now rounded) out, while the CPU oracle does not
+// read out (it keeps the probabilities), so dqkv moves by D's rounding: up to 2^-8 of
+// sum|dout * out| per row, i.e. ~1e-3 of dqkv norm-wise (the bf16 FlashAttention-2 does the same).
+TEST_F(CudaBf16Activations, AttentionOutputInBf16) {
+  const int64_t b = 2, t = 77, c = 96, nh = 3;
+  const auto BF = AttentionPrecision::BF16;
+  const DropoutSite drop{0.1f, rng_stream(3, RngPurpose::BASE_DROPOUT, 1, 2), 7};
+  Twin qkv = f32(random_vec(b * t * 3 * c, 320, -2, 2)), dout = f32(random_vec(b * t * c, 321)),
+       dqkv = zeros(b * t * 3 * c);
+  Twin att{cpu_->alloc_f32(cpu_->attention_saved_floats(b, t, c, nh, BF)),
+           gpu_->alloc_f32(gpu_->attention_saved_floats(b, t, c, nh, BF))};
+  Twin scratch{cpu_->alloc_f32(cpu_->attention_scratch_floats(b, t, c, nh)),
+               gpu_->alloc_f32(gpu_->attention_scratch_floats(b, t, c, nh))};
+  Twin16 out = bf16_zeros(b * t * c);
+  cpu_->attention_forward(out.c, att.c, qkv.c, b, t, c, nh, scratch.c, drop, BF);
+  gpu_->attention_forward(out.g, att.g, qkv.g, b, t, c, nh, scratch.g, drop, BF);
+  // fp32 outputs within ~1e-5 of each other (CudaAttentionBf16): 1-ulp roundings apart at most.
+  expect_bf16(out, 1, b * t * c / 50, "attention out (bf16)");
+  cpu_->attention_backward(dqkv.c, scratch.c, dout.c, qkv.c, out.c, att.c, b, t, c, nh, drop, BF);
+  gpu_->attention_backward(dqkv.g, scratch.g, dout.g, qkv.g, out.g, att.g, b, t, c, nh, drop, BF);
+  const std::vector<float> dc = host_cpu(dqkv), dg = host_gpu(dqkv);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < dc.size(); ++i) num += ((double)dg[i] - dc[i]) * ((double)dg[i] - dc[i]), den += (double)dc[i] * dc[i];
+  const double e = std::sqrt(num / den);
+  std::printf("[ compare  ] attention dqkv from a bf16 out: %.3g norm-wise\n", e);
+  EXPECT_LT(e, 1e-2);  // an indexing or mask bug gives O(1)
+}
+
+// The skinny LoRA kernels loading a bf16 x in place (shapes they take: >= 256 rows, in >= 256):
+// bitwise the same kernels on the widened fp32 x (only the load differs), with and without the
+// dropout mask; and close to the CPU (fp32 summation order).
+TEST_F(CudaBf16Activations, SkinnyLoraKernelsReadBf16Input) {
+  const int64_t n = 300, in = 272, r = 16;
+  const std::vector<float> hx = random_vec(n * in, 330);
+  std::vector<float> xr(hx.size());
+  for (size_t i = 0; i < hx.size(); ++i) xr[i] = bf16_round(hx[i]);
+  Twin16 x16 = bf16(hx);
+  Twin x32 = f32(xr), a = f32(random_vec(r * in, 331)), du = f32(random_vec(n * r, 332));
+  TwinI bits{cpu_->alloc_i32(dropout_mask_words(n * in)), gpu_->alloc_i32(dropout_mask_words(n * in))};
+  cpu_->dropout_mask(bits.c, n * in, 0.2f, 21, 0);
+  gpu_->dropout_mask(bits.g, n * in, 0.2f, 21, 0);
+  for (bool with_mask : {true, false}) {
+    const DropoutMask mc = with_mask ? DropoutMask{bits.c, 0.2f} : DropoutMask{},
+                      mg = with_mask ? DropoutMask{bits.g, 0.2f} : DropoutMask{};
+    const std::string tag = with_mask ? " (mask)" : " (no mask)";
+    Twin u = zeros(n * r), u32 = zeros(n * r), ga = zeros(r * in), ga32 = zeros(r * in);
+    gpu_->lora_down(u32.g, x32.g, a.g, mg, n, in, r);
+    gpu_->lora_down(u.g, x16.g, a.g, mg, n, in, r);
+    EXPECT_EQ(host_gpu(u), host_gpu(u32)) << "lora_down bf16 x vs widened" << tag;
+    cpu_->lora_down(u.c, x16.c, a.c, mc, n, in, r);
+    expect_close(u, 1e-5, 1e-5, "lora_down, bf16 x, vs CPU" + tag);  // 272-term sums in another order
+    gpu_->lora_down_grad(ga32.g, du.g, x32.g, mg, n, in, r);
+    gpu_->lora_down_grad(ga.g, du.g, x16.g, mg, n, in, r);
+    EXPECT_EQ(host_gpu(ga), host_gpu(ga32)) << "lora_down_grad bf16 x vs widened" << tag;
+    cpu_->lora_down_grad(ga.c, du.c, x16.c, mc, n, in, r);
+    expect_close(ga, 1e-5, 1e-5, "lora_down_grad, bf16 x, vs CPU" + tag);  // 300-term sums
+  }
 }
