@@ -80,8 +80,14 @@ mira_on_signal() {  # mira_on_signal USR1|TERM
   MIRA_WAKE=1
   case $1 in USR1) MIRA_GOT_USR1=1 ;; TERM) MIRA_GOT_TERM=1 ;; esac
   if [ -n "$MIRA_STEP_PID" ]; then
-    mira_log "SIG$1 received: forwarding it to the job step (PID $MIRA_STEP_PID); mira_hpc checkpoints and stops"
-    kill -s "$1" "$MIRA_STEP_PID" 2>/dev/null || true
+    # OpenMPI's mpirun takes SIGTERM as "abort the job": it SIGKILLs the ranks 1 s later
+    # (odls_base_sigkill_timeout) and exits with 1, before a large stop checkpoint is written. It
+    # forwards SIGUSR1 as is, and mira_hpc stops alike on both, so mpirun gets USR1 (MIRA_GOT_TERM
+    # above still records the TERM: no requeue follows). srun forwards TERM and waits (KillWait).
+    local sig=$1
+    if [ "${MIRA_LAUNCHER:-srun}" = mpirun ] && [ "$sig" = TERM ]; then sig=USR1; fi
+    mira_log "SIG$1 received: forwarding it to the job step (PID $MIRA_STEP_PID) as SIG$sig; mira_hpc checkpoints and stops"
+    kill -s "$sig" "$MIRA_STEP_PID" 2>/dev/null || true
   else
     mira_log "SIG$1 received before the job step started: it will be forwarded when the step starts"
     MIRA_PENDING_SIGNAL=$1

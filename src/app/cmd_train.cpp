@@ -3,6 +3,7 @@
 // (--dry-run stops there), runs the rounds (fed/federated_run.h) and prints a per-client summary.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "app/base_precision.h"
 #include "app/commands.h"
 #include "app/config_schema.h"
+#include "app/resume_config.h"
 #include "app/run_setup.h"
 #include "data/federated_dataset.h"
 #include "data/ni.h"
@@ -174,6 +176,29 @@ void metrics_prepare(const std::string& path, int64_t rounds_done, const std::st
   fs_rename_durable(tmp, path);
 }
 
+// `path` made absolute and normalised ("models/x/" -> "/work/models/x").
+std::string absolute_path(const std::string& path) {
+  std::filesystem::path p = std::filesystem::absolute(path).lexically_normal();
+  if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();  // a trailing '/'
+  return p.string();
+}
+
+// Resume: the checkpoint's configuration against this run's (app/resume_config.h). Data paths that
+// differ are warned about (rank 0); keys that change the results refuse the checkpoint.
+std::string resume_config_check(const std::string& stored, const std::string& current) {
+  ResumeConfigComparison cmp;
+  try {
+    cmp = resume_config_compare(stored, current);
+  } catch (const UserError& e) {
+    return std::string("its stored configuration does not parse: ") + e.what();
+  }
+  for (const auto& d : cmp.warned)
+    log_warn("resume: %s = '%s' in the checkpoint, '%s' now: taken to be the same data moved (its content is not "
+             "checked; other data would make the rounds after the resume differ from an uninterrupted run)",
+             d.key.c_str(), d.stored.c_str(), d.now.c_str());
+  return cmp.refused.empty() ? "" : resume_config_refusal(cmp.refused);
+}
+
 }  // namespace
 
 int command_train(const AppContext& ctx) {
@@ -181,7 +206,10 @@ int command_train(const AppContext& ctx) {
   const MpiEnv& env = ctx.env;
   DataOptions dopt = setup_data_options(c);
   std::unique_ptr<Tokenizer> tok = setup_tokenizer(dopt);
-  Gpt2HostModel host = setup_base_model(c, *tok);
+  // The data's ids (pre-tokenised: the file's own vocabulary and EOS) checked against the model here,
+  // before any work (also --dry-run), not when a batch first reaches the model.
+  const DataVocab ids = setup_data_vocab(dopt, *tok);
+  Gpt2HostModel host = setup_base_model(c, *tok, ids);
   dopt.max_length = setup_max_length(c, host.config);
   NiManifest manifest;
   if (dopt.source == DataSource::NI) manifest = ni_manifest_broadcast(dopt, MPI_COMM_WORLD);
@@ -230,10 +258,13 @@ int command_train(const AppContext& ctx) {
     in.similarity.assign(sim.begin(), sim.end());
     graph = graph_build(c.federation.graph, in, "federation.graph");
     num = graph_check_numerics(graph, o.eta * o.lambda, o.sampled_per_round);
-    if (o.algorithm == Algorithm::MIRA && num.may_diverge)
-      throw UserError("mira: eta * lambda = " + std::to_string(o.eta * o.lambda) +
-                      " times the largest Laplacian eigenvalue " + std::to_string(num.laplacian_max) +
-                      " exceeds 2, so eq. (8) can diverge; lower mira.lambda or mira.eta (" + num.explanation + ")");
+    if (o.algorithm == Algorithm::MIRA && num.may_diverge) {
+      char step[128];  // %g: std::to_string's %f would print mira.lambda = 1e300 with 300 digits
+      std::snprintf(step, sizeof step, "eta * lambda = %g times the largest Laplacian eigenvalue %g", o.eta * o.lambda,
+                    num.laplacian_max);
+      throw UserError(std::string("mira: ") + step + " exceeds 2, so eq. (8) can diverge; lower mira.lambda or " +
+                      "mira.eta (" + num.explanation + ")");
+    }
   });
   if (o.algorithm == Algorithm::MIRA) {
     log_info("eq. (8): eta = %g%s, lambda = %g: %s", o.eta, c.mira.eta < 0 ? " (lr * R)" : "", o.lambda,
@@ -268,7 +299,14 @@ int command_train(const AppContext& ctx) {
   }
   o.wait_for_signal_after_round = c.run.wait_for_signal_after_round;
   const std::string ckdir = c.run.output + "/checkpoints";
-  CheckpointWriter writer(MPI_COMM_WORLD, ckdir, run_checkpoint_layout(model.adapter_layout(), K, o.keep_optimizer));
+  // Every rank checks that it can create files in ckdir (MPI-IO opens them from every rank): an
+  // unwritable directory is refused now, not found by HDF5 after the first round's work.
+  std::unique_ptr<CheckpointWriter> writer_ptr;
+  mpi_agree(MPI_COMM_WORLD, [&] {
+    writer_ptr = std::make_unique<CheckpointWriter>(MPI_COMM_WORLD, ckdir,
+                                                    run_checkpoint_layout(model.adapter_layout(), K, o.keep_optimizer));
+  });
+  CheckpointWriter& writer = *writer_ptr;
   const int stale = writer.clean_stale();
   if (stale > 0) log_warn("checkpoint: removed %d unfinished checkpoint file(s) (*.h5.tmp) in %s", stale, ckdir.c_str());
 
@@ -276,19 +314,24 @@ int command_train(const AppContext& ctx) {
   meta.algorithm = fed_algorithm_name(o.algorithm);
   meta.seed = static_cast<int64_t>(o.seed);
   meta.config_text = config_to_ini(c, false);
-  meta.base_model_path = c.model.path.empty() ? "preset:" + c.model.preset : c.model.path;
+  // Absolute and normalised, so that `inspect` and an exported adapter's base_model_name_or_path name
+  // the folder from any working directory (a resume compares base models by their SHA-256, so
+  // checkpoints that store a relative path still resume).
+  meta.base_model_path = c.model.path.empty() ? "preset:" + c.model.preset : absolute_path(c.model.path);
   if (!c.model.path.empty())  // rank 0 hashes the weights file once; every rank gets the digest
     meta.base_model_sha256 = mpi_root_produce(MPI_COMM_WORLD, 0, [&] {
       return sha256_file_hex(c.model.path + "/model.safetensors");
     });
   meta.provenance = provenance_text(provenance_run(env, ctx.threads)) + compute_line;
 
-  FederatedRun run(o, MPI_COMM_WORLD, model, *data, graph, tok->pad_id());
+  FederatedRun run(o, MPI_COMM_WORLD, model, *data, graph, ids.pad_id);
   if (!resume_from.empty()) {
     int64_t done = 0;
     mpi_agree(MPI_COMM_WORLD, [&] {
       done = run_checkpoint_restore(MPI_COMM_WORLD, resume_from, run, model.adapter_layout(), graph,
-                                    fed_algorithm_name(o.algorithm), o.seed, meta);
+                                    fed_algorithm_name(o.algorithm), o.seed, meta, [&](const std::string& stored) {
+                                      return resume_config_check(stored, meta.config_text);
+                                    });
     });
     log_info("resume: %s holds %lld completed round(s); continuing at round %lld", resume_from.c_str(),
              (long long)done, (long long)done + 1);
@@ -302,11 +345,15 @@ int command_train(const AppContext& ctx) {
            fed_algorithm_name(o.algorithm), K, env.size, o.sampled_per_round, (long long)run.rounds_done() + 1,
            o.rounds, o.metrics_path.c_str());
 
+  // The checkpoint file that holds the state after `last_written` rounds: the one resumed from, then
+  // each one written here.
   int64_t last_written = run.rounds_done();
+  std::string last_path = resume_from;
   auto save = [&](int64_t done) {
     const std::string path = run_checkpoint_write(writer, run, model.adapter_layout(), graph, meta);
     writer.keep_last(c.checkpoint.keep);
     last_written = done;
+    last_path = path;
     log_debug("checkpoint: %s", path.c_str());
     return path;
   };
@@ -317,8 +364,22 @@ int command_train(const AppContext& ctx) {
   });
   const double seconds = MPI_Wtime() - start;
   if (result.stopped) {
-    std::string path = last_written == result.rounds_done ? ckdir + "/" + checkpoint_file_name(last_written)
-                                                          : save(result.rounds_done);
+    if (result.rounds_done == 0) {  // a fresh run stopped in round 1: nothing to save
+      log_warn("stopped by %s before round 1 completed; no checkpoint written (nothing to save); resubmit with "
+               "--resume auto, which starts afresh (exit code 3)", signals_name(result.signal));
+      return 3;
+    }
+    // `--resume auto` continues from ckdir/latest: the stopped state's file is reused only when
+    // `latest` is that very file. After `--resume PATH` from another directory (or an older file of
+    // this one) it is not, and the state is written here. Rank 0 looks; save() is collective, so every
+    // rank follows its answer.
+    std::string path = mpi_root_produce(MPI_COMM_WORLD, 0, [&]() -> std::string {
+      std::error_code ec;
+      const bool reuse = last_written == result.rounds_done && !last_path.empty() &&
+                         std::filesystem::equivalent(last_path, ckdir + "/" + CHECKPOINT_LATEST, ec);
+      return reuse ? ckdir + "/" + checkpoint_file_name(result.rounds_done) : "";
+    });
+    if (path.empty()) path = save(result.rounds_done);
     log_warn("stopped by %s after %lld completed round(s); checkpoint %s; resubmit with --resume auto (exit code 3)",
              signals_name(result.signal), (long long)result.rounds_done, path.c_str());
     return 3;

@@ -77,7 +77,7 @@ struct Config {
   } federation;
   struct Mira {
     double lambda;
-    double eta;              // < 0: derived (lr * R in epochs mode, lr * steps in steps mode)
+    double eta;              // -1: derived (lr * R in epochs mode, lr * steps in steps mode), else >= 0
     NeighbourMode neighbours;
   } mira;
   struct Pretrain {

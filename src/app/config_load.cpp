@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -118,6 +119,9 @@ void set_value(Config& c, const ConfigKey& key, const std::string& value, const 
 }  // namespace
 
 std::string config_read_file(const std::string& path) {
+  std::error_code ec;  // a directory opens as an empty stream on Linux: it would run with every default
+  if (std::filesystem::is_directory(path, ec))
+    throw UserError("cannot read config file '" + path + "': it is a directory (expected an INI file)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UserError("cannot read config file '" + path + "': no such file or not readable");
   std::ostringstream ss;

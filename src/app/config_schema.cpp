@@ -227,8 +227,10 @@ std::vector<ConfigKey> build_keys() {
   keys.push_back(key_enum<BasePrecision>("model", "base_precision", "auto",
       {{"auto", BasePrecision::AUTO}, {"fp32", BasePrecision::FP32}, {"bf16", BasePrecision::BF16}},
       "storage of the frozen base weights in LoRA training: bf16 = GEMM weights and embeddings rounded to "
-      "bfloat16, their GEMMs with bf16 inputs and fp32 accumulation (tensor cores on cuda); LoRA adapters, "
-      "gradients, Adam state, LayerNorms and biases stay fp32; fp32 = full precision (parity); auto = bf16 "
+      "bfloat16, their GEMMs with bf16 inputs and fp32 accumulation (tensor cores on cuda), the attention "
+      "matmuls on bf16 operands and the big activations (LayerNorm, attention, c_fc and GELU outputs) stored "
+      "in bf16; LoRA adapters, gradients, Adam state, LayerNorm parameters, biases, the residual stream and "
+      "every sum stay fp32; fp32 = full precision (parity); auto = bf16 "
       "on the cuda backend, fp32 on cpu. pretrain trains the base weights: auto means fp32 there, bf16 is "
       "refused",
       [](Config& c) -> BasePrecision& { return c.model.base_precision; }));
@@ -376,9 +378,26 @@ std::vector<ConfigKey> build_keys() {
   // [mira]
   keys.push_back(key_double("mira", "lambda", 0.5, 0, HUGE_D, "graph regulariser strength (authors' code: 0.5 for NI)",
                             [](Config& c) -> double& { return c.mira.lambda; }));
-  keys.push_back(key_double("mira", "eta", -1, -1, HUGE_D,
-                            "server step size of eq. (8); -1 = derived: lr * R (authors' code)",
-                            [](Config& c) -> double& { return c.mira.eta; }));
+  {
+    // -1 is the "derived" sentinel; any other negative value (a typo'd -0.5) is refused rather than
+    // silently taken as -1.
+    static const char* const kEtaAllowed = "-1 (derived: lr * R) or a number >= 0";
+    ConfigKey k = key_double("mira", "eta", -1, -1, HUGE_D,
+                             "server step size of eq. (8); -1 = derived: lr * R (authors' code)",
+                             [](Config& c) -> double& { return c.mira.eta; });
+    k.allowed = kEtaAllowed;
+    k.set = [](Config& c, const std::string& v) {
+      double eta = 0;
+      try {
+        eta = config_parse_double(v, -1, HUGE_D);
+      } catch (const ConfigValueError&) {
+        throw ConfigValueError(kEtaAllowed);
+      }
+      if (eta < 0 && eta != -1) throw ConfigValueError(kEtaAllowed);
+      c.mira.eta = eta;
+    };
+    keys.push_back(k);
+  }
   keys.push_back(key_enum<NeighbourMode>("mira", "neighbours", "sampled",
       {{"sampled", NeighbourMode::SAMPLED}, {"all-latest", NeighbourMode::ALL_LATEST}},
       "neighbours in eq. (8): the sampled ones (authors' code) or every neighbour's latest adapter",

@@ -21,6 +21,7 @@ std::vector<IniEntry> ini_parse(const std::string& text, const std::string& path
   int section_line = 0;
   int line_no = 0;
   size_t pos = 0;
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;  // a UTF-8 byte order mark (Windows editors write one)
   while (pos <= text.size()) {
     size_t nl = text.find('\n', pos);
     std::string raw = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
@@ -30,6 +31,12 @@ std::vector<IniEntry> ini_parse(const std::string& text, const std::string& path
     std::string line = trim(raw);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     if (line[0] == '[') {
+      // "[run]   # comment": an inline comment after the header, as after a value.
+      const size_t close = line.find(']');
+      if (close != std::string::npos && close + 1 < line.size()) {
+        const size_t rest = line.find_first_not_of(" \t", close + 1);
+        if (rest > close + 1 && line[rest] == '#') line = trim(line.substr(0, close + 1));
+      }
       if (line.back() != ']' || line.size() < 3)
         throw UserError(where + "malformed section header '" + line + "' (expected [name])");
       section = trim(line.substr(1, line.size() - 2));
@@ -45,9 +52,10 @@ std::vector<IniEntry> ini_parse(const std::string& text, const std::string& path
     std::string value = trim(line.substr(eq + 1));
     if (key.empty() || key.find_first_of(" \t") != std::string::npos)
       throw UserError(where + "malformed key in '" + line + "' (expected 'key = value')");
-    // Inline comment: whitespace followed by # (a # inside a word, e.g. a path, is kept).
-    for (size_t i = 1; i < value.size(); ++i) {
-      if (value[i] == '#' && (value[i - 1] == ' ' || value[i - 1] == '\t')) {
+    // Inline comment: whitespace followed by # (a # inside a word, e.g. a path, is kept). A value
+    // that starts with # is empty: "key =   # none" is "", not "# none".
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (value[i] == '#' && (i == 0 || value[i - 1] == ' ' || value[i - 1] == '\t')) {
         value = trim(value.substr(0, i));
         break;
       }

@@ -1,7 +1,8 @@
 // A small INI reader that keeps line numbers (Boost.ProgramOptions' INI parser gives none), so
 // every configuration error can name file:line. Syntax: `[section]`, `key = value`, whole-line
-// comments starting with # or ;, inline comments after whitespace + #, optional "double quotes"
-// around a value. Keys are reported as section.key.
+// comments starting with # or ;, inline comments after whitespace + # (after a value or a section
+// header; `key =   # note` is an empty value), optional "double quotes" around a value (to keep a
+// leading #). A UTF-8 byte order mark at the start is skipped. Keys are reported as section.key.
 #pragma once
 #include <string>
 #include <vector>

@@ -33,18 +33,44 @@ std::unique_ptr<Tokenizer> setup_tokenizer(const DataOptions& d) {
   return tok;
 }
 
+DataVocab setup_data_vocab(const DataOptions& d, const Tokenizer& tok) {
+  DataVocab v;
+  mpi_agree(MPI_COMM_WORLD, [&] { v = data_vocab(d, tok); });
+  return v;
+}
+
 Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok) {
+  DataVocab ids;
+  ids.vocab_size = tok.vocab_size();
+  ids.pad_id = tok.pad_id();
+  return setup_base_model(c, tok, ids);
+}
+
+Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok, const DataVocab& ids) {
   Gpt2HostModel host;
   mpi_agree(MPI_COMM_WORLD, [&] {
     if (c.model.path.empty()) {
       host = gpt2_init_preset(gpt2_config_preset(c.model.preset, tok.vocab_size()), c.run.seed);
     } else {
       host = gpt2_load_hf(c.model.path);
-      if (tok.vocab_size() > host.config.vocab_size)
-        throw UserError("model.path '" + c.model.path + "' has vocab_size " + std::to_string(host.config.vocab_size) +
-                        " but the tokenizer (" + tok.name() + ") has " + std::to_string(tok.vocab_size()) +
-                        " ids: use the model's own tokenizer (data.tokenizer = hf, data.tokenizer_path)");
     }
+    if (ids.vocab_size <= host.config.vocab_size) return;
+    const std::string model_has =
+        (c.model.path.empty() ? "model.preset " + c.model.preset : "model.path '" + c.model.path + "'") +
+        " has vocab_size " + std::to_string(host.config.vocab_size);
+    if (!ids.pretokenized)  // only a model.path gets here: a preset is sized for the tokenizer
+      throw UserError(model_has + " but the tokenizer (" + tok.name() + ") has " + std::to_string(tok.vocab_size()) +
+                      " ids: use the model's own tokenizer (data.tokenizer = hf, data.tokenizer_path)");
+    // Pre-tokenised ids: unchecked, they would stop the run when a batch holding one reaches the model.
+    const std::string data_has =
+        " but data.path = " + c.data.path + " (pre-tokenised) has vocab_size " + std::to_string(ids.vocab_size);
+    if (c.model.path.empty())
+      throw UserError(model_has + " (the tokenizer's, " + tok.name() + ")" + data_has +
+                      ": size the preset with the data's tokenizer (data.tokenizer = hf, data.tokenizer_path) "
+                      "or use model.path");
+    throw UserError(model_has + data_has +
+                    ": tokenise the data with the model's own tokenizer (scripts/prepare_data.py --tokenizer hf "
+                    "--tokenizer-path FOLDER)");
   });
   return host;
 }

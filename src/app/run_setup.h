@@ -7,6 +7,7 @@
 
 #include "app/config.h"
 #include "backend/backend.h"
+#include "data/federated_dataset.h"
 #include "data/tokenizer.h"
 #include "fed/client_state_store.h"
 #include "model/gpt2_config.h"
@@ -20,8 +21,14 @@ namespace mira {
 // c.data with the run-wide seed and client count filled in.
 DataOptions setup_data_options(const Config& c);
 std::unique_ptr<Tokenizer> setup_tokenizer(const DataOptions& d);
+// The token ids of the data (data_vocab, collective): the tokenizer's, or for data.source =
+// pretokenized the file's own vocab_size and eos_id (the pad id).
+DataVocab setup_data_vocab(const DataOptions& d, const Tokenizer& tok);
 // The base model: model.path (a Hugging Face GPT-2 folder) or model.preset sized for the tokenizer.
-// Refuses a tokenizer whose ids do not fit the model's vocabulary.
+// Refuses data whose ids do not fit the model's vocabulary, naming where they come from: the
+// tokenizer, or a pre-tokenised data.path (`ids`). The second form checks the tokenizer's ids
+// (pretrain: it tokenises its own corpus, whatever data.source says).
+Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok, const DataVocab& ids);
 Gpt2HostModel setup_base_model(const Config& c, const Tokenizer& tok);
 // data.max_length fitted to the model's n_positions: a default longer than the model's context is
 // lowered to it (logged); a value the user set is refused when it does not fit.

@@ -12,6 +12,21 @@
 
 namespace mira {
 
+DataVocab data_vocab(const DataOptions& opts, const Tokenizer& tok) {
+  opts.validate();
+  DataVocab v;
+  if (opts.source == DataSource::PRETOKENIZED) {
+    const PretokenizedVocab f = source_pretokenized_vocab(opts.path);
+    v.vocab_size = f.vocab_size;
+    v.pad_id = f.eos_id;
+    v.pretokenized = true;
+  } else {
+    v.vocab_size = tok.vocab_size();
+    v.pad_id = tok.pad_id();
+  }
+  return v;
+}
+
 FederatedDataset::FederatedDataset(const DataOptions& opts, const Tokenizer& tok, const std::vector<int>& clients,
                                    const NiManifest* ni_manifest) {
   opts.validate();
@@ -37,7 +52,7 @@ FederatedDataset::FederatedDataset(const DataOptions& opts, const Tokenizer& tok
   for (int k : needed)
     if (k < 0 || k >= k_total)
       throw UserError("client " + std::to_string(k) + " requested but " + std::string(data_source_name(opts.source)) +
-                      " data has " + std::to_string(k_total) + " clients (data.num_clients)");
+                      " data has " + std::to_string(k_total) + " clients (run.clients)");
   info_.resize(k_total);
   for (int k = 0; k < k_total; ++k) {
     SourceClient& c = d.clients[k];

@@ -18,6 +18,17 @@ namespace mira {
 
 struct NiManifest;
 
+// The token ids the data will hold, for checking them against the model before any work.
+// Pre-tokenised data brings its own: the file's vocab_size attribute, padded with its eos_id (the
+// tokenizer is not used to read it). Every other source is tokenised by `tok`: its vocabulary and
+// pad id. UserError naming the file when a pre-tokenised file's attributes are missing or bad.
+struct DataVocab {
+  int64_t vocab_size = 0;
+  int32_t pad_id = 0;         // right padding of batches (an id inside the vocabulary)
+  bool pretokenized = false;  // the ids come from data.path, not from the tokenizer
+};
+DataVocab data_vocab(const DataOptions& opts, const Tokenizer& tok);
+
 struct ClientInfo {
   std::string task;         // task name (synthetic task, Dolly category, NI task, JSONL group)
   int family = 0;           // task-family id, for task-aware graphs

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "data/jsonl_reader.h"
 #include "data/templates.h"
 #include "data/utf8.h"
+#include "runtime/agree.h"
 #include "runtime/check_mpi.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
@@ -60,16 +62,30 @@ NiTask ni_read_task(const DataOptions& opts, const std::string& name) {
   return t;
 }
 
+// Task names, one per line: a UTF-8 BOM, trailing blanks and CR are dropped, `#` lines and blank
+// lines skipped. A task listed twice (two clients on the same instances) and an empty list are
+// refused.
 std::vector<std::string> ni_read_list(const DataOptions& opts) {
   std::ifstream in(opts.task_list);
   if (!in) throw UserError("data.task_list = " + opts.task_list + ": cannot open file");
   std::vector<std::string> names;
+  std::map<std::string, int> first_line;
   std::string line;
+  int line_no = 0;
   while (std::getline(in, line)) {
+    ++line_no;
+    if (line_no == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);  // UTF-8 BOM (Windows editors)
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     if (line.empty() || line[0] == '#') continue;
+    const auto [it, fresh] = first_line.emplace(line, line_no);
+    if (!fresh)
+      throw UserError("data.task_list = " + opts.task_list + ":" + std::to_string(line_no) + ": task " + line +
+                      " is listed twice (first at line " + std::to_string(it->second) +
+                      "; each task is one client, list it once)");
     names.push_back(line);
   }
+  if (names.empty())
+    throw UserError("data.task_list = " + opts.task_list + ": lists no task (expected task names, one per line)");
   return names;
 }
 
@@ -97,7 +113,7 @@ NiManifest ni_build_manifest(const DataOptions& opts) {
     throw UserError("data.task_list = " + opts.task_list + ": no task has >= " +
                     std::to_string(opts.ni_min_instances) + " instances after the filter (data.ni.min_instances)");
   if (opts.num_clients > 0 && static_cast<int>(m.tasks.size()) < opts.num_clients)
-    throw UserError("data.num_clients = " + std::to_string(opts.num_clients) + " but " + opts.task_list +
+    throw UserError("run.clients = " + std::to_string(opts.num_clients) + " but " + opts.task_list +
                     " gives only " + std::to_string(m.tasks.size()) + " usable tasks");
   std::set<std::string> cats;
   for (const auto& t : m.tasks) cats.insert(t.category);
@@ -147,7 +163,7 @@ NiManifest ni_manifest_broadcast(const DataOptions& opts, MPI_Comm comm) {
   // Manifests are small (a few hundred bytes per task), far below INT_MAX.
   MIRA_CHECK(len < (1LL << 30), "manifest of " + std::to_string(len) + " bytes");
   MIRA_CHECK_MPI(MPI_Bcast(text.data(), static_cast<int>(len), MPI_CHAR, 0, comm));
-  if (is_error) throw UserError(text);
+  if (is_error) throw CollectiveUserError(text);  // every rank has it: printed once, no MPI_Abort
   return ni_manifest_from_json(text);
 }
 

@@ -37,7 +37,8 @@ NiManifest ni_build_manifest(const DataOptions& opts);
 std::string ni_manifest_to_json(const NiManifest& m);
 NiManifest ni_manifest_from_json(const std::string& text);
 // Rank 0 of comm builds the manifest and broadcasts it; every rank returns the same manifest. A
-// UserError on rank 0 is re-raised on every rank, so all ranks stop with the same message.
+// UserError on rank 0 is re-raised on every rank as a CollectiveUserError (runtime/agree.h), so all
+// ranks stop with the same message, printed once.
 NiManifest ni_manifest_broadcast(const DataOptions& opts, MPI_Comm comm);
 
 SourceData source_load_ni(const DataOptions& opts, const std::set<int>& needed, const NiManifest& manifest);

@@ -17,12 +17,12 @@ struct DataOptions {
   DataSource source = DataSource::SYNTHETIC;  // data.source: synthetic | dolly | ni | jsonl | pretokenized
   std::string path;                  // data.path: Dolly/JSONL file, NI tasks folder, pretokenised .h5
   std::string task_list;             // data.task_list: NI task names, one per line
-  int num_clients = 0;               // data.num_clients: 0 = the dataset's natural count
+  int num_clients = 0;               // run.clients: 0 = the dataset's natural count
   int clients_per_category = 10;     // data.clients_per_category (dolly, jsonl)
   int examples_per_client = 40;      // data.examples_per_client (synthetic)
   int max_length = 1024;             // data.max_length: tokens per example (prompt + response + EOS)
   double train_fraction = 0.8;       // data.train_fraction: local train share of each client
-  uint64_t seed = 42;                // data.seed: splits, assignment, shuffling, synthetic content
+  uint64_t seed = 42;                // run.seed: splits, assignment, shuffling, synthetic content
   TokenizerKind tokenizer = TokenizerKind::BYTE;  // data.tokenizer: byte | hf
   std::string tokenizer_path;        // data.tokenizer_path: HF folder (tokenizer.json or vocab+merges)
   // Generic JSONL field names (data.jsonl.*).

@@ -39,6 +39,13 @@ void source_split(std::vector<T> all, uint64_t seed, int client, double train_fr
 SourceData source_load_synthetic(const DataOptions& opts, const std::set<int>& needed);
 SourceData source_load_jsonl(const DataOptions& opts, const std::set<int>& needed);  // dolly and jsonl
 SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>& needed);
+// A pre-tokenised file's vocab_size and eos_id attributes (format and version checked first).
+// UserError naming the file unless 1 <= vocab_size <= 2^31 and 0 <= eos_id < vocab_size.
+struct PretokenizedVocab {
+  int64_t vocab_size = 0;
+  int32_t eos_id = 0;
+};
+PretokenizedVocab source_pretokenized_vocab(const std::string& path);
 
 }  // namespace mira
 

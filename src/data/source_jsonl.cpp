@@ -65,7 +65,7 @@ SourceData source_load_jsonl(const DataOptions& opts, const std::set<int>& neede
   const int per = opts.clients_per_category;
   const int natural = static_cast<int>(d.family_names.size()) * per;
   if (opts.num_clients > 0 && opts.num_clients != natural)
-    throw UserError("data.num_clients = " + std::to_string(opts.num_clients) + " but " + opts.path + " has " +
+    throw UserError("run.clients = " + std::to_string(opts.num_clients) + " but " + opts.path + " has " +
                     std::to_string(d.family_names.size()) + " categories x data.clients_per_category " +
                     std::to_string(per) + " = " + std::to_string(natural) + " clients (set 0 or " +
                     std::to_string(natural) + ")");

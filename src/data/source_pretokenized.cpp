@@ -5,9 +5,12 @@
 //   /offsets    int64 (N + 1)          example i = tokens[offsets[i] .. offsets[i+1])
 //   /client     int32 (N)              client id of each example, 0 .. num_clients-1
 //   /split      uint8 (N), optional    0 = train, 1 = test; absent: split by the seed, 80/20
-//   /client_family int32 (num_clients), optional: task-family id per client (absent: 0)
-//   attributes on /: format, version, num_clients, vocab_size, eos_id; optional client_names (JSON
-//   list of task names) and tokenizer (informational)
+//   /client_family int32 (num_clients), optional: task-family id per client (absent: 0), each in
+//                  [0, max(num_clients, N)): prepare_data.py numbers the distinct family values
+//   attributes on /: format, version, num_clients, vocab_size, eos_id (0 <= eos_id < vocab_size);
+//   optional client_names (JSON list of num_clients task names) and tokenizer (informational)
+// The file's ids are its own vocabulary: train checks vocab_size against the model and pads with
+// eos_id (source_pretokenized_vocab); the data.tokenizer is not used for this source.
 // What a rank reads: the attributes and the per-example index arrays (/offsets, /client, /split:
 // 13 bytes per example, needed for every client's counts) whole; from /tokens and /labels only the
 // rows of the clients it loads, one hyperslab per run of consecutive needed examples. A rank that
@@ -98,10 +101,8 @@ std::string h5_attr_string(hid_t file, const char* name, const std::string& path
   return out;
 }
 
-}  // namespace
-
-SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>& needed) {
-  const std::string& path = opts.path;
+// The file opened, its format and version checked (UserError naming the file).
+H5Handle open_pretokenized(const std::string& path) {
   if (!std::ifstream(path).good()) throw UserError("data.path = " + path + ": cannot open file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw UserError("data.path = " + path + ": not an HDF5 file");
   H5Handle f{MIRA_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose};
@@ -109,8 +110,33 @@ SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>
     throw UserError(path + ": attribute format is not 'mira-pretokenized'");
   const int64_t version = h5_attr_int(f.id(), "version", path);
   if (version != 1) throw UserError(path + ": format version " + std::to_string(version) + " (this build reads 1)");
+  return f;
+}
+
+PretokenizedVocab read_vocab(hid_t file, const std::string& path) {
+  const int64_t vocab = h5_attr_int(file, "vocab_size", path);
+  const int64_t eos = h5_attr_int(file, "eos_id", path);
+  if (vocab < 1 || vocab > (int64_t(1) << 31))  // ids are int32
+    throw UserError(path + ": attribute vocab_size = " + std::to_string(vocab) +
+                    " outside [1, 2^31] (token ids are int32)");
+  if (eos < 0 || eos >= vocab)
+    throw UserError(path + ": attribute eos_id = " + std::to_string(eos) + " outside [0, vocab_size = " +
+                    std::to_string(vocab) + ")");
+  return {vocab, static_cast<int32_t>(eos)};
+}
+
+}  // namespace
+
+PretokenizedVocab source_pretokenized_vocab(const std::string& path) {
+  const H5Handle f = open_pretokenized(path);
+  return read_vocab(f.id(), path);
+}
+
+SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>& needed) {
+  const std::string& path = opts.path;
+  const H5Handle f = open_pretokenized(path);
   const int64_t k_total = h5_attr_int(f.id(), "num_clients", path);
-  const int64_t vocab = h5_attr_int(f.id(), "vocab_size", path);
+  const int64_t vocab = read_vocab(f.id(), path).vocab_size;
   if (k_total < 1) throw UserError(path + ": num_clients must be >= 1");
   // Index arrays whole; /tokens and /labels only opened here (their rows are read below).
   const Dataset1D tokens = h5_open_1d(f.id(), "tokens", path);
@@ -128,9 +154,17 @@ SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>
     throw UserError(path + ": /offsets must have N+1 entries from 0 to the token count");
   if (has_split && split.size() != n) throw UserError(path + ": /split and /client differ in length");
   if (static_cast<int64_t>(family.size()) != k_total) throw UserError(path + ": /client_family needs num_clients entries");
+  // Family ids index a table of names (one per id up to the largest): a negative id must not reach
+  // it, and a huge one would allocate that many names (1e8: 6 GB for a 3-client file).
+  const int64_t family_bound = std::max<int64_t>(k_total, static_cast<int64_t>(n));
+  for (size_t k = 0; k < family.size(); ++k)
+    if (family[k] < 0 || family[k] >= family_bound)
+      throw UserError(path + ": /client_family[" + std::to_string(k) + "] = " + std::to_string(family[k]) +
+                      " outside [0, " + std::to_string(family_bound) +
+                      ") (family ids number the task families: below max(num_clients, examples))");
   if (opts.num_clients > 0 && opts.num_clients != k_total)
-    throw UserError("data.num_clients = " + std::to_string(opts.num_clients) + " but " + path + " holds " +
-                    std::to_string(k_total) + " clients");
+    throw UserError("run.clients = " + std::to_string(opts.num_clients) + " but " + path + " holds " +
+                    std::to_string(k_total) + " clients (set 0 or " + std::to_string(k_total) + ")");
 
   // Optional attribute client_names: a JSON list of task names (prepare_data.py writes it).
   std::vector<std::string> names;
@@ -140,6 +174,9 @@ SourceData source_load_pretokenized(const DataOptions& opts, const std::set<int>
     } catch (const nlohmann::json::exception&) {
       throw UserError(path + ": attribute client_names is not a JSON list of strings");
     }
+    if (static_cast<int64_t>(names.size()) != k_total)
+      throw UserError(path + ": attribute client_names lists " + std::to_string(names.size()) +
+                      " names but num_clients = " + std::to_string(k_total) + " (one name per client)");
   }
   SourceData d;
   const int32_t n_fam = family.empty() ? 1 : *std::max_element(family.begin(), family.end()) + 1;

@@ -302,7 +302,10 @@ Graph graph_read_csv(const std::string& path, int expected_K) {
                         " differs from its mirror a[" + std::to_string(l) + "][" + std::to_string(k) + "] = " +
                         fmt_double(m.value) + " at " + std::to_string(m.line) + ":" + std::to_string(m.column) +
                         " (0-based client ids; the matrix must be symmetric within 1e-6 relative)");
-      w[static_cast<size_t>(k) * K + l] = (c.value + m.value) / 2.0;  // addition commutes: a_kl == a_lk
+      // Addition commutes, so a_kl == a_lk. Near DBL_MAX the sum overflows: then the halves are added
+      // (not always: halving first would round subnormal weights, changing their bits).
+      const double sum = c.value + m.value;
+      w[static_cast<size_t>(k) * K + l] = std::isfinite(sum) ? sum / 2.0 : c.value / 2.0 + m.value / 2.0;
     }
   if (!nonzero_diagonal.empty())
     log_warn("%s: non-zero diagonal weights ignored for clients %s (a client is not its own neighbour)", path.c_str(),

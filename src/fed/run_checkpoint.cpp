@@ -115,7 +115,7 @@ std::string run_checkpoint_write(CheckpointWriter& writer, const FederatedRun& r
 
 int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, FederatedRun& run,
                                const AdapterLayout& adapter, const Graph& graph, const std::string& algorithm,
-                               uint64_t seed, const CheckpointMeta& base) {
+                               uint64_t seed, const CheckpointMeta& base, const ResumeConfigCheck& config_check) {
   const FederatedRunOptions& o = run.options();
   CheckpointReader reader(comm, path, run_checkpoint_layout(adapter, o.clients, o.keep_optimizer));
   const CheckpointMeta& meta = reader.meta();
@@ -156,6 +156,12 @@ int64_t run_checkpoint_restore(MPI_Comm comm, const std::string& path, Federated
       if (g.sampling[t * o.sampled_per_round + i] != run.sample_history()[t][i])
         throw CollectiveUserError(where + "its sampling history differs from this run's (round " +
                                   std::to_string(t + 1) + ")");
+  // The rest of the configuration (the keys checked above by their effect are free there). The
+  // metadata is the same on every rank, so the verdict is too.
+  if (config_check) {
+    const std::string why = config_check(meta.config_text);
+    if (!why.empty()) throw CollectiveUserError(where + why);
+  }
 
   // Adapters: every rank reads the clients it owns (FedIT: also client 0, which holds the global).
   std::vector<int64_t> want;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <string>
 
@@ -13,8 +14,11 @@ namespace mira {
 
 int sampler_count(int K, double fraction) {
   if (K < 1) throw UserError("client sampling: the client count must be >= 1, got " + std::to_string(K));
-  if (!(fraction > 0.0 && fraction <= 1.0))
-    throw UserError("client sampling: the fraction must be in (0, 1], got " + std::to_string(fraction));
+  if (!(fraction > 0.0 && fraction <= 1.0)) {
+    char got[32];
+    std::snprintf(got, sizeof got, "%g", fraction);
+    throw UserError(std::string("client sampling: the fraction must be in (0, 1], got ") + got);
+  }
   const long m = std::lround(fraction * K);
   return static_cast<int>(std::min<long>(K, std::max<long>(1, m)));
 }

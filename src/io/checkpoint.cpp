@@ -6,6 +6,7 @@
 #include "io/checkpoint.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -15,6 +16,8 @@
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <unistd.h>
 
 #include "io/checkpoint_dir.h"
 #include "io/crc32c.h"
@@ -334,6 +337,17 @@ CheckpointWriter::CheckpointWriter(MPI_Comm comm, std::string dir, CheckpointLay
   run_agreed(comm_, [&] {
     check_layout(layout_);
     if (comm_rank(comm_) == 0) fs_make_dirs(dir_);
+  });
+  // Every rank opens the checkpoint files (MPI-IO): each checks now that it may create files here,
+  // so an unwritable directory is a start-up refusal naming it, not an HDF5 failure in H5Fcreate
+  // after the first round's work.
+  run_agreed(comm_, [&] {
+    if (::access(dir_.c_str(), W_OK | X_OK) != 0) {  // another rank's failure says "(reported by rank N)"
+      const int err = errno;
+      throw UserError("checkpoint directory " + dir_ + " is not writable: " + std::strerror(err) +
+                      " (the checkpoints go to <run.output>/checkpoints; make it writable or choose another "
+                      "run.output)");
+    }
   });
 }
 

@@ -90,7 +90,8 @@ CheckpointLayout checkpoint_read_layout(MPI_Comm comm, const std::string& path);
 
 class CheckpointWriter {
  public:
-  // Collective. Rank 0 creates `dir` if needed.
+  // Collective. Rank 0 creates `dir` if needed; then every rank checks that it may create files
+  // there (UserError on every rank naming `dir` and the OS reason otherwise).
   CheckpointWriter(MPI_Comm comm, std::string dir, CheckpointLayout layout);
   // Collective. Writes <dir>/ckpt-<meta.round>.h5.tmp, closes it on all ranks, then rank 0 fsyncs,
   // renames it to ckpt-<round>.h5, fsyncs the directory and points `latest` at it. Returns the

@@ -128,9 +128,9 @@ void gpt2_save_hf(const std::string& dir, const Gpt2HostModel& m) {
                       {"reorder_and_upcast_attn", false},
                       {"tie_word_embeddings", true},
                       {"initializer_range", 0.02},
-                      {"resid_pdrop", 0.1},
-                      {"embd_pdrop", 0.1},
-                      {"attn_pdrop", 0.1}};
+                      {"resid_pdrop", c.resid_pdrop},  // the loaded model's own rates (preset: GPT-2's 0.1)
+                      {"embd_pdrop", c.embd_pdrop},
+                      {"attn_pdrop", c.attn_pdrop}};
   j["n_inner"] = c.n_inner == 4 * c.n_embd ? nlohmann::json() : nlohmann::json(c.n_inner);
   const std::string cfg_path = dir + "/config.json";
   {

@@ -37,6 +37,7 @@ Gpt2HostModel gpt2_load_hf(const std::string& dir);
 
 // Writes <dir>/config.json and <dir>/model.safetensors (F32, "transformer."-prefixed HF names, LM
 // head tied) so that transformers' GPT2LMHeadModel.from_pretrained(dir) and gpt2_load_hf read it;
+// config.json keeps the model's layer_norm_epsilon, n_inner and dropout rates (embd/attn/resid_pdrop).
 // dir must exist. Used by `pretrain` to save the demo's base model.
 void gpt2_save_hf(const std::string& dir, const Gpt2HostModel& model);
 

@@ -1,12 +1,13 @@
 // NI manifest: rank 0 builds it, every rank receives the same one; each rank then loads only its
 // own clients and gets the same examples as a single rank that loads all (tests/fixtures/data/ni).
-// A bad task list fails on every rank with the same UserError.
+// A bad task list fails on every rank with the same CollectiveUserError (printed once, no MPI_Abort).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include "data/byte_tokenizer.h"
 #include "data/federated_dataset.h"
 #include "data/ni.h"
+#include "runtime/agree.h"
 #include "runtime/error.h"
 
 namespace mira {
@@ -37,7 +38,7 @@ TEST(NiManifestMpi, BroadcastAndRankLocalLoading) {
   try {
     ni_manifest_broadcast(bad, MPI_COMM_WORLD);
     ADD_FAILURE() << "no error";
-  } catch (const UserError& e) {
+  } catch (const CollectiveUserError& e) {
     EXPECT_NE(std::string(e.what()).find("data.task_list"), std::string::npos);
   }
 }

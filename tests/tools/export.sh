@@ -4,7 +4,8 @@
 # checked (scripts/make_export_fixture.py): byte-identical files, i.e. the same tensor names, shapes,
 # float32 values and config keys and values. Then the refusals (exit code 2, one line, nothing
 # written or overwritten, no temporary folder left): an existing non-empty --out, a client out of
-# range, a missing / truncated / corrupted checkpoint; and an export from a fresh run.
+# range, a missing / truncated / corrupted checkpoint; and an export from a fresh run, and from one
+# whose relative model.path is exported as the absolute folder.
 # usage: export.sh MPIEXEC MIRA_HPC SOURCE_DIR
 set -euo pipefail
 mpiexec=$1 bin=$2 src=$3
@@ -30,7 +31,8 @@ for np in 1 2; do
   done
   echo "ok: re-export on $np rank(s) is byte-identical to tests/fixtures/export/peft_client1"
 done
-grep -q '"base_model_name_or_path": "tests/fixtures/model/gpt2_tiny_fp32"' "$work/fresh1/adapter_config.json" ||
+# The committed checkpoint stores the relative path (written before base_model_path was made absolute).
+grep -Eq '"base_model_name_or_path": "(/.*/)?tests/fixtures/model/gpt2_tiny_fp32"' "$work/fresh1/adapter_config.json" ||
   fail "base_model_name_or_path is not the checkpoint's base_model_path"
 grep -q '"fan_in_fan_out": true' "$work/fresh1/adapter_config.json" || fail "fan_in_fan_out is not true"
 
@@ -71,3 +73,13 @@ grep -q 'note: the base model was preset:tiny' "$work/x.err" || fail "no note ab
 grep -q '"r": 4' "$work/a/b/c7/adapter_config.json" || fail "r is not 4"
 grep -q '"lora_alpha": 8,' "$work/a/b/c7/adapter_config.json" || fail "lora_alpha is not the integer 8"
 echo "ok: export from a fresh run"
+
+# A run on a base model given by a relative model.path stores it absolute (normalised), so the
+# exported base_model_name_or_path names the folder from any working directory.
+train_short "$mpiexec" "$bin" "$work/rel" --run.clients 4 --federation.sample_fraction 0.5 --run.rounds 1 \
+  --model.path tests/fixtures/../fixtures/model/gpt2_tiny_fp32/
+"$mpiexec" -n 1 "$bin" export --checkpoint "$work/rel/checkpoints" --client 0 --out "$work/rel0" >"$work/x.out" 2>"$work/x.err" ||
+  { cat "$work/x.err"; fail "export from the relative-model.path run failed"; }
+grep -q "\"base_model_name_or_path\": \"$(pwd -P)/tests/fixtures/model/gpt2_tiny_fp32\"" "$work/rel0/adapter_config.json" ||
+  { cat "$work/rel0/adapter_config.json"; fail "base_model_name_or_path is not the absolute model folder"; }
+echo "ok: a relative model.path is exported as $(pwd -P)/tests/fixtures/model/gpt2_tiny_fp32"

@@ -157,7 +157,7 @@ TEST(GenericJsonl, ConfigurableFieldsRawTemplate) {
   EXPECT_NE(error_of(bad).find("generic_small.jsonl:1: missing field 'output'"), std::string::npos);
   bad = o;
   bad.num_clients = 5;
-  EXPECT_NE(error_of(bad).find("data.num_clients"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("run.clients = 5 but "), std::string::npos);  // the key users set
 }
 
 }  // namespace mira

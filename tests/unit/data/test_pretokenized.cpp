@@ -112,7 +112,8 @@ TEST(Pretokenized, UnneededRowsAreNeverRead) {
     hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
     H5Awrite(a, str, "mira-pretokenized");
     H5Aclose(a);
-    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 2}, {"vocab_size", 257}};
+    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 2}, {"vocab_size", 257},
+                                                      {"eos_id", 256}};
     for (const auto& kv : ints) {
       hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
       H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);
@@ -208,7 +209,8 @@ TEST(Pretokenized, BadFilesAreRefused) {
     hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
     H5Awrite(a, str, format);
     H5Aclose(a);
-    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 1}, {"vocab_size", 257}};
+    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 1}, {"vocab_size", 257},
+                                                      {"eos_id", 256}};
     for (const auto& kv : ints) {
       hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
       H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -295,6 +296,27 @@ TEST(FedGraph, NumericsCheck) {
   EXPECT_FALSE(ni.overshoots);
   EXPECT_LT(ni.expected_pull, 0.01);  // MIRA.md: "about 0.25% per round"
   EXPECT_GT(ni.expected_pull, 0.001);
+}
+
+// A pair's mean must not overflow for weights near DBL_MAX ((a + b) / 2 gave inf, an internal error
+// in graph_from_weights); subnormal weights keep their bits (halving them first would round the
+// smallest one to 0 and drop the edge).
+TEST(FedGraph, CsvMeanOfExtremeWeights) {
+  const Graph big =
+      graph_read_csv(write_temp("dblmax.csv", "0,1.7e308,1.7e308\n1.7e308,0,1.7e308\n1.7e308,1.7e308,0\n"), 3);
+  expect_valid(big);
+  EXPECT_EQ(big.weight(0, 1), 1.7e308);
+  const Graph pair = graph_read_csv(write_temp("dblmax2.csv", "0,1.7976931348623157e308\n1.797693e308,0\n"));
+  EXPECT_EQ(pair.weight(0, 1), 1.7976931348623157e308 / 2 + 1.797693e308 / 2);
+  EXPECT_TRUE(std::isfinite(pair.weight(0, 1)));
+  // The eq. (8) check then refuses such a graph for mira (its degrees overflow), as a user error.
+  EXPECT_TRUE(graph_check_numerics(big, 1e-3, 3).may_diverge);
+  const double smallest = std::numeric_limits<double>::denorm_min();
+  const Graph sub = graph_read_csv(write_temp("denorm.csv", "0,4.9406564584124654e-324\n4.9406564584124654e-324,0\n"));
+  EXPECT_EQ(sub.weight(0, 1), smallest);
+  EXPECT_EQ(sub.neighbours[0], std::vector<int>{1});
+  const Graph odd = graph_read_csv(write_temp("denorm3.csv", "0,1.5e-323\n1.5e-323,0\n"));  // 3 x denorm_min
+  EXPECT_EQ(odd.weight(0, 1), 3 * smallest);
 }
 
 }  // namespace

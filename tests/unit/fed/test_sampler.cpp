@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "fed/sampler.h"
@@ -62,6 +64,20 @@ TEST(FedSampler, Uniform) {
   for (int k = 0; k < K; ++k) EXPECT_NEAR(count[k], 6000, 324) << "client " << k;
   for (int a = 0; a < K; ++a)
     for (int b = a + 1; b < K; ++b) EXPECT_NEAR(pair[a * K + b], 1333.3, 176) << a << "," << b;
+}
+
+// Huge and tiny fractions are printed with %g (std::to_string's %f printed 1e300 with 300 digits).
+TEST(FedSampler, BadFractionIsPrintedShort) {
+  for (const auto& [fraction, text] : {std::pair<double, const char*>{1e300, "got 1e+300"}, {-1e-9, "got -1e-09"}}) {
+    try {
+      sampler_count(10, fraction);
+      ADD_FAILURE() << "no error for " << fraction;
+    } catch (const UserError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(text), std::string::npos) << msg;
+      EXPECT_LT(msg.size(), 100u) << msg;
+    }
+  }
 }
 
 }  // namespace
