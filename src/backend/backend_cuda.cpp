@@ -223,9 +223,6 @@ class CudaBackend final : public Backend {
       return;
     }
     const DFloat out = act_in_span(out_act, 0, b * t * c);
-    MIRA_CHECK(dqkv.size() >= b * t * 3 * c, "attention_backward: dqkv smaller than (B, T, 3C)");
-    MIRA_CHECK(scratch.size() >= cuda_attention_scratch_floats(b, t, c, nh),
-               "attention_backward: scratch smaller than attention_scratch_floats");
     MIRA_CHECK_OP(cuda_attention_backward(stream_, P(dqkv), P(scratch), P(dout), P(qkv), P(out), P(att), b, t, c, nh,
                                           site(drop), bf16,
                                           bf16 ? bf16_workspace(cuda_attention_bf16_workspace(b, t, c, nh)) : nullptr));
@@ -439,7 +436,6 @@ class CudaBackend final : public Backend {
   static void check_act(const DAct& a, int64_t n, const char* what) {
     MIRA_CHECK(a.size() >= n, std::string("cuda backend: ") + what + " smaller than the op's shape");
   }
-  const float* act_in(const DAct& a, int i, int64_t n) { return P(act_in_span(a, i, n)); }
   DFloat act_in_span(const DAct& a, int i, int64_t n) {
     if (!a.is_bf16()) return a.f32();
     check_act(a, n, "bf16 activation");
@@ -447,7 +443,6 @@ class CudaBackend final : public Backend {
     MIRA_CHECK_OP(cuda_widen_bf16(stream_, p, H(a), n));
     return BackendAccess::make(p, n);
   }
-  float* act_out(const DAct& a, int64_t n) { return P(act_out_span(a, n)); }
   DFloat act_out_span(const DAct& a, int64_t n) {
     if (!a.is_bf16()) return a.f32();
     check_act(a, n, "bf16 activation");
