@@ -4,10 +4,8 @@
 // model, before any work (the unchecked ids used to stop the run when a batch first reached the
 // model). Other sources keep the tokenizer check.
 #include <gtest/gtest.h>
-#include <hdf5.h>
 #include <mpi.h>
 
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -15,49 +13,13 @@
 #include "app/run_setup.h"
 #include "runtime/agree.h"
 #include "runtime/error.h"
+#include "tests/support/pretokenized_file.h"
 
 namespace mira {
 namespace {
 
 const std::string kModel64 = std::string(MIRA_FIXTURES_DIR) + "/model/gpt2_micro_fullft";  // vocab_size 64
 const std::string kBytes257 = std::string(MIRA_FIXTURES_DIR) + "/data/pretokenized_small.h5";
-
-void write_file(const std::string& path, long long vocab_size, long long eos_id) {
-  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  EXPECT_GE(f, 0);
-  hid_t scalar = H5Screate(H5S_SCALAR);
-  hid_t str = H5Tcopy(H5T_C_S1);
-  H5Tset_size(str, std::strlen("mira-pretokenized"));
-  hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
-  H5Awrite(a, str, "mira-pretokenized");
-  H5Aclose(a);
-  const std::pair<const char*, long long> ints[] = {
-      {"version", 1}, {"num_clients", 1}, {"vocab_size", vocab_size}, {"eos_id", eos_id}};
-  for (const auto& kv : ints) {
-    hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);
-    H5Aclose(b);
-  }
-  auto put = [&](const char* ds, hid_t type, hsize_t n, const void* data) {
-    hid_t sp = H5Screate_simple(1, &n, nullptr);
-    hid_t d = H5Dcreate2(f, ds, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    H5Dclose(d);
-    H5Sclose(sp);
-  };
-  const int32_t e = static_cast<int32_t>(eos_id);
-  const int32_t tokens[6] = {1, 2, e, 3, 4, e};
-  const uint8_t labels[6] = {0, 1, 1, 0, 1, 1};
-  const int64_t offsets[3] = {0, 3, 6};
-  const int32_t client[2] = {0, 0};
-  put("tokens", H5T_NATIVE_INT32, 6, tokens);
-  put("labels", H5T_NATIVE_UINT8, 6, labels);
-  put("offsets", H5T_NATIVE_INT64, 3, offsets);
-  put("client", H5T_NATIVE_INT32, 2, client);
-  H5Tclose(str);
-  H5Sclose(scalar);
-  H5Fclose(f);
-}
 
 // One client, two examples, ids below vocab_size. Rank 0 writes it (the ranks share a host and the
 // messages name the path, so every rank must see the same one); the name carries the rank count, so
@@ -67,7 +29,17 @@ std::string write_pt(const std::string& name, long long vocab_size, long long eo
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const std::string path = testing::TempDir() + "/mira_vocab_" + name + "_np" + std::to_string(size) + ".h5";
-  if (rank == 0) write_file(path, vocab_size, eos_id);
+  if (rank == 0) {
+    mira_test::PretokenizedFile file;
+    file.vocab_size = vocab_size;
+    file.eos_id = eos_id;
+    const int32_t e = static_cast<int32_t>(eos_id);
+    file.tokens = {1, 2, e, 3, 4, e};
+    file.labels = {0, 1, 1, 0, 1, 1};
+    file.offsets = {0, 3, 6};
+    file.client = {0, 0};
+    mira_test::write_pretokenized(path, file);
+  }
   MPI_Barrier(MPI_COMM_WORLD);
   return path;
 }

@@ -4,12 +4,9 @@
 // task list (a task listed twice, a BOM, an empty list); the client-count errors name run.clients,
 // the key users set.
 #include <gtest/gtest.h>
-#include <hdf5.h>
 
 #include <chrono>
-#include <cstring>
 #include <fstream>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,61 +14,27 @@
 #include "data/federated_dataset.h"
 #include "data/ni.h"
 #include "runtime/error.h"
+#include "tests/support/pretokenized_file.h"
 
 namespace mira {
 namespace {
 
 // A small pre-tokenised file: two clients, two examples each (3 tokens, the last one eos).
-struct PtFile {
-  long long num_clients = 2;
-  long long vocab_size = 64;
-  std::optional<long long> eos_id = 63;
-  std::optional<std::vector<int32_t>> family;  // /client_family
-  std::optional<std::string> client_names;     // JSON list
-};
+mira_test::PretokenizedFile pt_file() {
+  mira_test::PretokenizedFile p;
+  p.num_clients = 2;
+  p.vocab_size = 64;
+  p.eos_id = 63;
+  p.tokens = {1, 2, 3, 4, 5, 3, 6, 7, 3, 8, 9, 3};
+  p.labels = {0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1};
+  p.offsets = {0, 3, 6, 9, 12};
+  p.client = {0, 0, 1, 1};
+  return p;
+}
 
-std::string write_pt(const std::string& name, const PtFile& p) {
+std::string write_pt(const std::string& name, const mira_test::PretokenizedFile& p) {
   const std::string path = testing::TempDir() + "/mira_dv_" + name + ".h5";
-  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  EXPECT_GE(f, 0) << path;
-  hid_t scalar = H5Screate(H5S_SCALAR);
-  auto put_string = [&](const char* attr, const std::string& text) {
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, text.size());
-    hid_t a = H5Acreate2(f, attr, str, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, str, text.c_str());
-    H5Aclose(a);
-    H5Tclose(str);
-  };
-  auto put_int = [&](const char* attr, long long v) {
-    hid_t a = H5Acreate2(f, attr, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, H5T_NATIVE_LLONG, &v);
-    H5Aclose(a);
-  };
-  put_string("format", "mira-pretokenized");
-  put_int("version", 1);
-  put_int("num_clients", p.num_clients);
-  put_int("vocab_size", p.vocab_size);
-  if (p.eos_id) put_int("eos_id", *p.eos_id);
-  if (p.client_names) put_string("client_names", *p.client_names);
-  auto put = [&](const char* ds, hid_t type, hsize_t n, const void* data) {
-    hid_t sp = H5Screate_simple(1, &n, nullptr);
-    hid_t d = H5Dcreate2(f, ds, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    H5Dclose(d);
-    H5Sclose(sp);
-  };
-  const int32_t tokens[12] = {1, 2, 3, 4, 5, 3, 6, 7, 3, 8, 9, 3};
-  const uint8_t labels[12] = {0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1};
-  const int64_t offsets[5] = {0, 3, 6, 9, 12};
-  const int32_t client[4] = {0, 0, 1, 1};
-  put("tokens", H5T_NATIVE_INT32, 12, tokens);
-  put("labels", H5T_NATIVE_UINT8, 12, labels);
-  put("offsets", H5T_NATIVE_INT64, 5, offsets);
-  put("client", H5T_NATIVE_INT32, 4, client);
-  if (p.family) put("client_family", H5T_NATIVE_INT32, p.family->size(), p.family->data());
-  H5Sclose(scalar);
-  H5Fclose(f);
+  mira_test::write_pretokenized(path, p);
   return path;
 }
 
@@ -120,7 +83,7 @@ TEST(DataVocab, PretokenizedDataBringsItsOwnVocabularyAndEos) {
   EXPECT_TRUE(fixture.pretokenized);
   EXPECT_EQ(fixture.vocab_size, 257);
   EXPECT_EQ(fixture.pad_id, 256);
-  const DataVocab small = data_vocab(pt_options(write_pt("v64", PtFile{})), tok);
+  const DataVocab small = data_vocab(pt_options(write_pt("v64", pt_file())), tok);
   EXPECT_TRUE(small.pretokenized);
   EXPECT_EQ(small.vocab_size, 64);
   EXPECT_EQ(small.pad_id, 63);  // the file's eos_id, not the tokenizer's 256 (outside a 64-id model)
@@ -139,19 +102,19 @@ TEST(DataVocab, BadVocabularyAttributesAreRefusedByNameAtStartAndLoad) {
   ByteTokenizer tok;
   struct Case {
     const char* name;
-    PtFile file;
+    mira_test::PretokenizedFile file;
     std::string expect;
   };
-  PtFile no_eos;
+  auto no_eos = pt_file();
   no_eos.eos_id.reset();
-  PtFile eos_at_vocab;
+  auto eos_at_vocab = pt_file();
   eos_at_vocab.eos_id = 64;
-  PtFile eos_negative;
+  auto eos_negative = pt_file();
   eos_negative.eos_id = -1;
-  PtFile vocab_zero;
+  auto vocab_zero = pt_file();
   vocab_zero.vocab_size = 0;
   vocab_zero.eos_id = 0;
-  PtFile vocab_huge;
+  auto vocab_huge = pt_file();
   vocab_huge.vocab_size = 1LL << 40;
   const Case cases[] = {
       {"no_eos", no_eos, "missing attribute eos_id"},
@@ -172,25 +135,25 @@ TEST(DataVocab, BadVocabularyAttributesAreRefusedByNameAtStartAndLoad) {
 
 TEST(PretokenizedValidation, ClientFamilyIdsAreRangeChecked) {
   // 2 clients, 4 examples: ids must lie in [0, max(num_clients, examples)) = [0, 4).
-  PtFile ok;
-  ok.family = std::vector<int32_t>{0, 3};
+  auto ok = pt_file();
+  ok.client_family = std::vector<int32_t>{0, 3};
   ByteTokenizer tok;
   FederatedDataset d(pt_options(write_pt("fam_ok", ok)), tok, {0, 1});
   EXPECT_EQ(d.client(1).family, 3);
   EXPECT_EQ(d.family_name(3), "family3");
-  PtFile negative;
-  negative.family = std::vector<int32_t>{0, -1};
+  auto negative = pt_file();
+  negative.client_family = std::vector<int32_t>{0, -1};
   const std::string neg_path = write_pt("fam_neg", negative);
   EXPECT_EQ(load_error(pt_options(neg_path)),
             neg_path + ": /client_family[1] = -1 outside [0, 4) (family ids number the task families: below "
                        "max(num_clients, examples))");
-  PtFile just_out;
-  just_out.family = std::vector<int32_t>{4, 0};
+  auto just_out = pt_file();
+  just_out.client_family = std::vector<int32_t>{4, 0};
   EXPECT_NE(load_error(pt_options(write_pt("fam_4", just_out))).find("/client_family[0] = 4 outside [0, 4)"),
             std::string::npos);
   // 1e8 allocated 1e8 family names (6 GB, 30 s) before the check: now refused at once.
-  PtFile huge;
-  huge.family = std::vector<int32_t>{0, 100000000};
+  auto huge = pt_file();
+  huge.client_family = std::vector<int32_t>{0, 100000000};
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_NE(load_error(pt_options(write_pt("fam_huge", huge))).find("/client_family[1] = 100000000 outside [0, 4)"),
             std::string::npos);
@@ -198,25 +161,25 @@ TEST(PretokenizedValidation, ClientFamilyIdsAreRangeChecked) {
 }
 
 TEST(PretokenizedValidation, ClientNamesListEveryClient) {
-  PtFile named;
+  auto named = pt_file();
   named.client_names = "[\"alpha\", \"beta\"]";
   ByteTokenizer tok;
   FederatedDataset d(pt_options(write_pt("names_ok", named)), tok, {0, 1});
   EXPECT_EQ(d.client(0).task, "alpha");
   EXPECT_EQ(d.client(1).task, "beta");
-  PtFile short_list;
+  auto short_list = pt_file();
   short_list.client_names = "[\"alpha\"]";  // was padded silently with "client1"
   const std::string path = write_pt("names_short", short_list);
   EXPECT_EQ(load_error(pt_options(path)),
             path + ": attribute client_names lists 1 names but num_clients = 2 (one name per client)");
-  PtFile long_list;
+  auto long_list = pt_file();
   long_list.client_names = "[\"a\", \"b\", \"c\"]";
   EXPECT_NE(load_error(pt_options(write_pt("names_long", long_list))).find("lists 3 names but num_clients = 2"),
             std::string::npos);
 }
 
 TEST(DataValidation, ClientCountErrorsNameRunClients) {
-  DataOptions pt = pt_options(write_pt("count", PtFile{}));
+  DataOptions pt = pt_options(write_pt("count", pt_file()));
   pt.num_clients = 5;
   const std::string msg = load_error(pt);
   EXPECT_EQ(msg.rfind("run.clients = 5 but ", 0), 0u) << msg;

@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
-#include <cstring>
-
 #include <fstream>
 #include <map>
 #include <set>
@@ -14,6 +12,7 @@
 #include "data/federated_dataset.h"
 #include "data/source.h"
 #include "runtime/error.h"
+#include "tests/support/pretokenized_file.h"
 
 namespace mira {
 
@@ -98,56 +97,29 @@ TEST(Pretokenized, ReadsOnlyTheRowsOfTheNeededClients) {
 // disk: reading them fails the checksum, so loading client 0 proves they were never read.
 TEST(Pretokenized, UnneededRowsAreNeverRead) {
   const std::string path = testing::TempDir() + "/pt_corrupt_other_client.h5";
-  const int32_t tokens[16] = {10, 11, 12, 256, 13, 14, 15, 256, 20, 21, 22, 256, 23, 24, 25, 256};
-  const uint8_t labels[16] = {0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1};
-  const int64_t offsets[5] = {0, 4, 8, 12, 16};
-  const int32_t client[4] = {0, 0, 1, 1};
+  mira_test::PretokenizedFile file;
+  file.num_clients = 2;
+  file.tokens = {10, 11, 12, 256, 13, 14, 15, 256, 20, 21, 22, 256, 23, 24, 25, 256};
+  file.labels = {0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1};
+  file.offsets = {0, 4, 8, 12, 16};
+  file.client = {0, 0, 1, 1};
+  file.chunk = 4;
+  ASSERT_TRUE(mira_test::write_pretokenized(path, file));
   std::map<std::string, std::vector<std::pair<haddr_t, hsize_t>>> chunks;  // client 1's chunks
-  {
-    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  {  // where client 1's chunks (rows from 8 and from 12) lie in the file
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     ASSERT_GE(f, 0);
-    hid_t scalar = H5Screate(H5S_SCALAR);
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, std::strlen("mira-pretokenized"));
-    hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, str, "mira-pretokenized");
-    H5Aclose(a);
-    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 2}, {"vocab_size", 257},
-                                                      {"eos_id", 256}};
-    for (const auto& kv : ints) {
-      hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
-      H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);
-      H5Aclose(b);
-    }
-    auto put = [&](const char* name, hid_t type, hsize_t n, const void* data, bool chunked) {
-      hid_t sp = H5Screate_simple(1, &n, nullptr);
-      hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-      if (chunked) {
-        const hsize_t chunk = 4;
-        H5Pset_chunk(dcpl, 1, &chunk);
-        H5Pset_fletcher32(dcpl);
+    for (const char* name : {"tokens", "labels"}) {
+      hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+      for (hsize_t at : {hsize_t(8), hsize_t(12)}) {
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        hsize_t size = 0;
+        ASSERT_GE(H5Dget_chunk_info_by_coord(d, &at, &mask, &addr, &size), 0);
+        chunks[name].push_back({addr, size});
       }
-      hid_t d = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-      H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-      H5Dflush(d);
-      if (chunked)
-        for (hsize_t at : {hsize_t(8), hsize_t(12)}) {
-          unsigned mask = 0;
-          haddr_t addr = 0;
-          hsize_t size = 0;
-          ASSERT_GE(H5Dget_chunk_info_by_coord(d, &at, &mask, &addr, &size), 0);
-          chunks[name].push_back({addr, size});
-        }
       H5Dclose(d);
-      H5Pclose(dcpl);
-      H5Sclose(sp);
-    };
-    put("tokens", H5T_NATIVE_INT32, 16, tokens, true);
-    put("labels", H5T_NATIVE_UINT8, 16, labels, true);
-    put("offsets", H5T_NATIVE_INT64, 5, offsets, false);
-    put("client", H5T_NATIVE_INT32, 4, client, false);
-    H5Tclose(str);
-    H5Sclose(scalar);
+    }
     H5Fclose(f);
   }
   ByteTokenizer tok;
@@ -202,38 +174,10 @@ TEST(Pretokenized, BadFilesAreRefused) {
   EXPECT_THROW(FederatedDataset(o, tok, {0}), UserError);
   // An HDF5 file of another format, and one whose offsets do not cover the tokens.
   auto write = [](const std::string& path, const char* format, int64_t last_offset) {
-    hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t scalar = H5Screate(H5S_SCALAR);
-    hid_t str = H5Tcopy(H5T_C_S1);
-    H5Tset_size(str, std::strlen(format));
-    hid_t a = H5Acreate2(f, "format", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, str, format);
-    H5Aclose(a);
-    const std::pair<const char*, long long> ints[] = {{"version", 1}, {"num_clients", 1}, {"vocab_size", 257},
-                                                      {"eos_id", 256}};
-    for (const auto& kv : ints) {
-      hid_t b = H5Acreate2(f, kv.first, H5T_NATIVE_LLONG, scalar, H5P_DEFAULT, H5P_DEFAULT);
-      H5Awrite(b, H5T_NATIVE_LLONG, &kv.second);
-      H5Aclose(b);
-    }
-    auto put = [&](const char* name, hid_t type, hsize_t n, const void* data) {
-      hid_t sp = H5Screate_simple(1, &n, nullptr);
-      hid_t d = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-      H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-      H5Dclose(d);
-      H5Sclose(sp);
-    };
-    const int32_t tokens[3] = {1, 2, 256};
-    const uint8_t labels[3] = {0, 1, 1};
-    const int64_t offsets[2] = {0, last_offset};
-    const int32_t client[1] = {0};
-    put("tokens", H5T_NATIVE_INT32, 3, tokens);
-    put("labels", H5T_NATIVE_UINT8, 3, labels);
-    put("offsets", H5T_NATIVE_INT64, 2, offsets);
-    put("client", H5T_NATIVE_INT32, 1, client);
-    H5Tclose(str);
-    H5Sclose(scalar);
-    H5Fclose(f);
+    mira_test::PretokenizedFile file;  // one client, one example {1, 2, 256}
+    file.format = format;
+    file.offsets = {0, last_offset};
+    mira_test::write_pretokenized(path, file);
   };
   auto message = [&](const std::string& path) {
     DataOptions p;
