@@ -138,8 +138,8 @@ echo "total $((SECONDS - start)) s of $budget" | tee -a "$out/summary.txt" >&2
 {
   echo "== summary"; cat "$out/summary.txt"
   echo "== test_gpu"; grep -E "^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]+ test" "$out/test_gpu.txt" 2>/dev/null | head -20
-  echo "== kernels (session 5's: bf16 attention, fused LoRA dropout)"
-  grep -E '"kernel":"(attention|lora_)' "$out/kernels.jsonl" 2>/dev/null |
+  echo "== kernels (sessions 5-6: bf16 attention, fused LoRA dropout, bf16 activations)"
+  grep -E '"kernel":"(attention|lora_|layernorm_fwd|gelu_fwd)' "$out/kernels.jsonl" 2>/dev/null |
     sed -E 's/.*"kernel":"([^"]*)".*"value":([^,]*),"unit":"([^"]*)".*"ratio":([^,]*),"ms":([^,]*).*"check":"([^"]*)".*"config":"[^"]*"\}?.*/\1 \2 \3 ratio \4 ms \5 check \6/'
   grep -E "fused .* ms, dropout" "$out/kernels.log" 2>/dev/null | head -6
   echo "== signal_stop"; tail -3 "$out/signal_stop.txt" 2>/dev/null

@@ -329,6 +329,22 @@ void bench_layernorm(Lab& L) {
     emit(L, "layernorm_fwd", "N" + std::to_string(n) + " C" + std::to_string(c), tm,
          4.0 * (double)(2 * n * c + 2 * c + 2 * n), 0, ck);
   }
+  // bf16 activations: y stored in bf16 (rounded fp32 values): against the CPU's y rounded, one bf16
+  // ulp (2^-8 relative) allowed where the two fp32 values straddle a rounding midpoint.
+  if (selected(L, "layernorm_fwd_bf16")) {
+    Dev<__nv_bfloat16> y16((size_t)(n * c));
+    OK(cuda_layernorm_forward(L.s, y16.p, mean.p, rstd.p, x.p, w.p, b.p, n, c, 1e-5));
+    const std::vector<__nv_bfloat16> got16 = y16.down();
+    std::vector<float> got(got16.size()), ref(ry.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      got[i] = __bfloat162float(got16[i]), ref[i] = __bfloat162float(__float2bfloat16_rn(ry[i]));
+    Check ck;
+    ck.note("y: |d| <= 1e-4 max|ref| + 2^-7 |ref| (one bf16 ulp where the fp32 values straddle a midpoint)");
+    compare(ck, "layernorm bf16 y", ref.data(), got.data(), ref.size(), 1e-4 * max_abs(ry), std::ldexp(1.0, -7));
+    const Timing tm = time_it(L, [&] { OK(cuda_layernorm_forward(L.s, y16.p, mean.p, rstd.p, x.p, w.p, b.p, n, c, 1e-5)); });
+    emit(L, "layernorm_fwd_bf16", "N" + std::to_string(n) + " C" + std::to_string(c) + " bf16 y", tm,
+         4.0 * (double)(n * c + 2 * c + 2 * n) + 2.0 * (double)(n * c), 0, ck);
+  }
   // The GPU backward uses the CPU's mean/rstd too, so both start from the same statistics.
   Dev<float> cmean(rmean), crstd(rrstd);
   if (selected(L, "layernorm_bwd")) {
@@ -407,6 +423,25 @@ void bench_gelu(Lab& L) {
     compare(ck, "gelu dx", rdx.data(), dx.down().data(), rdx.size(), 1e-30, ulp2);
     const Timing tm = time_it(L, [&] { OK(cuda_gelu_backward(L.s, dx.p, dy.p, x.p, n)); });
     emit(L, "gelu_bwd", "n" + std::to_string(n), tm, 4.0 * 3 * (double)n, 0, ck);
+  }
+  // bf16 activations (the model's mode with bf16 base weights): x and y stored in bf16, the fp32
+  // arithmetic unchanged, so y is the CPU's fp32 GELU of the same values, rounded (bitwise expected).
+  if (selected(L, "gelu_fwd_bf16")) {
+    std::vector<__nv_bfloat16> hx16((size_t)n);
+    std::vector<float> xr((size_t)n), ry((size_t)n);
+    for (size_t i = 0; i < hx16.size(); ++i) hx16[i] = __float2bfloat16_rn(hx[i]), xr[i] = __bfloat162float(hx16[i]);
+    cpu_gelu_forward<float>(ry.data(), xr.data(), n);
+    for (auto& v : ry) v = __bfloat162float(__float2bfloat16_rn(v));
+    Dev<__nv_bfloat16> x16(hx16), y16((size_t)n);
+    OK(cuda_gelu_forward(L.s, y16.p, x16.p, n));
+    const std::vector<__nv_bfloat16> got16 = y16.down();
+    std::vector<float> got((size_t)n);
+    for (size_t i = 0; i < got.size(); ++i) got[i] = __bfloat162float(got16[i]);
+    Check ck;
+    ck.note("bf16 y = the CPU's rounded fp32 GELU (bitwise expected)");
+    compare(ck, "gelu bf16 y", ry.data(), got.data(), ry.size(), 1e-30, 0);
+    const Timing tm = time_it(L, [&] { OK(cuda_gelu_forward(L.s, y16.p, x16.p, n)); });
+    emit(L, "gelu_fwd_bf16", "n" + std::to_string(n) + " bf16 in/out", tm, 2.0 * 2 * (double)n, 0, ck);
   }
 }
 
@@ -808,12 +843,13 @@ const GemmCase GEMMS[] = {
 
 const char* const KERNELS[] = {"gemm_c_attn_fwd", "gemm_attn_proj_fwd", "gemm_c_fc_fwd", "gemm_mlp_proj_fwd",
                                "gemm_c_attn_bwd_dx", "gemm_mlp_proj_bwd_dx", "gemm_lora_a_fwd", "gemm_lora_b_fwd",
-                               "layernorm_fwd", "layernorm_bwd", "layernorm_bwd_params", "gelu_fwd", "gelu_bwd",
-                               "attention_fwd", "attention_bwd", "attention_bf16_fwd", "attention_bf16_bwd",
-                               "lora_down_masked_c", "lora_down_grad_masked_c", "lora_input_grad_masked_c",
-                               "lora_down_masked_4c", "lora_down_grad_masked_4c", "lora_input_grad_masked_4c", "embedding_fwd", "embedding_bwd", "bias_broadcast",
-                               "add", "scale", "dropout", "colsum", "lm_head_ce", "adam_lora", "sum_squares_lora",
-                               "adam_full", "sum_squares_full"};
+                               "layernorm_fwd", "layernorm_fwd_bf16", "layernorm_bwd", "layernorm_bwd_params",
+                               "gelu_fwd", "gelu_bwd", "gelu_fwd_bf16", "attention_fwd", "attention_bwd",
+                               "attention_bf16_fwd", "attention_bf16_bwd", "lora_down_masked_c",
+                               "lora_down_grad_masked_c", "lora_input_grad_masked_c", "lora_down_masked_4c",
+                               "lora_down_grad_masked_4c", "lora_input_grad_masked_4c", "embedding_fwd",
+                               "embedding_bwd", "bias_broadcast", "add", "scale", "dropout", "colsum", "lm_head_ce",
+                               "adam_lora", "sum_squares_lora", "adam_full", "sum_squares_full"};
 
 int run(int argc, char** argv) {
   std::string peaks_for;
