@@ -18,7 +18,8 @@ trap 'rm -f "$tmp"' EXIT
   echo "Comments: whole lines starting with \`#\` or \`;\`, and \`#\` after whitespace at the end of a"
   echo "value or a \`[section]\` line; \`key =   # note\` is an empty value (quote a value, \`\"#x\"\`, to keep"
   echo "a leading \`#\`). A UTF-8 byte order mark at the start of the file is skipped."
-  echo "Booleans (\`true | false\` below) also accept \`1\`/\`0\`, \`yes\`/\`no\` and \`on\`/\`off\`."
+  echo "Booleans (\`true | false\` below) also accept \`1\`/\`0\`, \`yes\`/\`no\` and \`on\`/\`off\`; real numbers are read"
+  echo "as C's \`strtod\` reads them (\`1e-3\`, \`0.001\`, also hexadecimal \`0x1p-10\`), integers as decimal."
   echo "\`mira_hpc --dry-run\` prints the resolved configuration with where each value came from."
   echo "Defaults marked \"authors' code\" come from the MIRA authors' code, not from the paper."
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$bin" --help-keys
