@@ -322,7 +322,7 @@ class CudaBackend final : public Backend {
   void lora_input_grad(DFloat dx, DFloat du, DFloat a, const DropoutMask& mask, int64_t n, int64_t in,
                        int64_t r) override {
     const SkinnyMask sm = skinny_mask(mask, SkinnyMask::ACCUMULATE);
-    if (!mask.bits.empty() && skinny_fusable(sm, false, false, n, in, r, mask, n * in, du, a)) {
+    if (skinny_direct(sm, SkinnyBf16{}, false, false, n, in, r, mask, n * in, a)) {
       check_writable(dx, "lora_input_grad output");
       MIRA_CHECK_OP(cuda_skinny_gemm(stream_, false, false, n, in, r, 1.0f, P(du), r, P(a), in, 1.0f, P(dx), in,
                                      nullptr, sm));
@@ -471,9 +471,9 @@ class CudaBackend final : public Backend {
     return SkinnyMask{mask_bits(mask.bits), 1.0f / (1.0f - mask.p), where};  // keep scale as cuda_dropout
   }
   static const float* fp32_or_null(const DAct& x) { return x.is_bf16() ? nullptr : P(x.f32()); }
-  // Whether lora_down / lora_down_grad run as one skinny kernel: there is a mask or a bf16 input to
-  // fuse (else the plain composition is the same kernel anyway), the shape's kernel takes both, and
-  // the adapter operand is not frozen (it never is).
+  // Whether a LoRA op (lora_down, lora_down_grad, lora_input_grad) runs as one skinny kernel: there
+  // is a mask or a bf16 input to fuse (else the plain composition is the same kernel anyway), the
+  // shape's kernel takes both, and the adapter operand is not frozen (it never is).
   bool skinny_direct(const SkinnyMask& sm, const SkinnyBf16& in16, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                      const DropoutMask& mask, int64_t elems, DFloat adapter) const {
     if (!sm.bits && !in16.a && !in16.b) return false;
@@ -481,12 +481,6 @@ class CudaBackend final : public Backend {
     if (!frozen_.empty() && frozen_.find(P(adapter), adapter.size())) return false;
     return cuda_skinny_gemm_applies(ta, tb, m, n, k) && (!sm.bits || cuda_skinny_gemm_takes_mask(sm, ta, tb, m, n, k)) &&
            cuda_skinny_gemm_takes_bf16(in16, ta, tb, m, n, k);
-  }
-  bool skinny_fusable(const SkinnyMask& sm, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                      const DropoutMask& mask, int64_t elems, DFloat a, DFloat b) const {
-    MIRA_CHECK(mask.bits.size() >= dropout_mask_words(elems), "lora op: dropout mask smaller than the input");
-    const bool frozen = !frozen_.empty() && (frozen_.find(P(a), a.size()) || frozen_.find(P(b), b.size()));
-    return !frozen && cuda_skinny_gemm_takes_mask(sm, ta, tb, m, n, k);
   }
   ApplyMask apply_mask(const DropoutMask& mask) {
     return [this, &mask](DFloat y, DFloat x, bool accumulate) {
